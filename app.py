@@ -1,0 +1,19 @@
+"""Fetal Health HPO Lab: the Streamlit entry point (navigation and the shared sidebar)."""
+
+import streamlit as st
+
+from pages.common import sidebar
+
+st.set_page_config(page_title="Fetal Health HPO Lab", page_icon="🩺", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/part1_manual.py", title="Part I: manual tuning", icon="🎛️", url_path="part1"),
+        st.Page("pages/part2_study.py", title="Part II: Optuna study", icon="🔎", url_path="part2"),
+        st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
+        st.Page("pages/race.py", title="Strategy race", icon="🏁", url_path="race"),
+    ]
+)
+sidebar()
+navigation.run()

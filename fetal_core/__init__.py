@@ -1,0 +1,1 @@
+"""fetal_core: the engine of the Fetal Health HPO Lab (data, model, training, studies). No Streamlit here."""

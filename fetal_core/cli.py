@@ -1,0 +1,180 @@
+"""``python -m fetal_core``: train one config, run (or join) a study, fetch the data set.
+
+Bad arguments and bad data end with one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+from collections.abc import Sequence
+
+from .config import DEFAULT_STUDY_NAME, settings
+from .data import DatasetError, fetch_dataset, load_dataset, split_dataset
+from .search import PRUNERS, SAMPLERS, SearchSpace, StorageError, StudyPlan, open_storage, parse_depth, run_study
+from .training import OPTIMIZERS, ConfigError, TrainConfig, train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse's own code for usage errors)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _finite(value):
+    """JSON has no NaN/inf: a diverged run's losses become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print_json(payload: dict) -> None:
+    print(json.dumps(_finite(payload), allow_nan=False))
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m fetal_core", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = commands.add_parser("train", help="train one configuration and print its curve")
+    t.add_argument("--data", help="CSV path (default: $FETAL_HPO_DATA or data/fetal_health.csv)")
+    t.add_argument("--layers", type=_positive_int, nargs="+", default=[15, 10], help="hidden layer widths")
+    t.add_argument("--batch-size", type=_positive_int, default=100)
+    t.add_argument("--optimizer", choices=OPTIMIZERS, default="Adam")
+    t.add_argument("--lr", type=_positive_float, default=1.0, help="learning rate")
+    t.add_argument("--weight-decay", type=_positive_float, default=1.0)
+    t.add_argument("--scheduler", action=argparse.BooleanOptionalAction, default=True, help="cosine annealing")
+    t.add_argument("--epochs", type=_positive_int, default=50)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--standardize", action="store_true", help="scale features (fitted on the training part)")
+    t.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+    s = commands.add_parser("study", help="run N trials of an Optuna study (several processes cooperate)")
+    s.add_argument("--storage", help="Optuna storage URL (default: $FETAL_HPO_STORAGE or the SQLite file)")
+    s.add_argument("--study-name", default=DEFAULT_STUDY_NAME)
+    s.add_argument("--trials", type=_positive_int, default=30, help="trials this process runs")
+    s.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    s.add_argument("--pruner", choices=PRUNERS, default="median")
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--epochs", type=_positive_int, default=50)
+    s.add_argument("--depth", default="nas", help="'nas' (define-by-run 2-4 layers) or a fixed 2, 3, 4")
+    s.add_argument("--standardize", action="store_true")
+    s.add_argument("--data", help="CSV path")
+    s.add_argument("--heartbeat", type=_positive_int, default=10, help="seconds between worker heartbeats")
+    s.add_argument("--json", action="store_true")
+
+    f = commands.add_parser("fetch-data", help="copy ../shared/data or download the Kaggle data set into data/")
+    f.add_argument("--data", help="destination path")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    data = load_dataset(settings(args.data).data_path)
+    config = TrainConfig(
+        hidden_layers=tuple(args.layers),
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        learning_rate=args.lr,
+        weight_decay=args.weight_decay,
+        scheduler=args.scheduler,
+        epochs=args.epochs,
+        seed=args.seed,
+        standardize=args.standardize,
+    )
+    split = split_dataset(data, standardize=args.standardize)
+
+    def show(m) -> None:
+        print(
+            f"epoch {m.epoch:4d}  train loss {m.train_loss:9.4f}  val loss {m.val_loss:9.4f}  "
+            f"val acc {m.val_accuracy:6.2f}%  balanced {m.balanced_accuracy:6.2f}%  {m.seconds:6.2f}s"
+        )
+
+    result = train(config, split, None if args.json else show)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(
+            f"final validation accuracy {result.final_val_accuracy:.2f}% (null accuracy "
+            f"{result.null_accuracy:.2f}%), best {result.best_val_accuracy:.2f}%, {result.seconds:.2f}s"
+        )
+    return 0
+
+
+def _study(args: argparse.Namespace) -> int:
+    config = settings(args.data, args.storage)
+    data = load_dataset(config.data_path)
+    plan = StudyPlan(
+        storage_url=config.storage_url,
+        study_name=args.study_name,
+        trials=args.trials,
+        sampler=args.sampler,
+        pruner=args.pruner,
+        seed=args.seed,
+        epochs=args.epochs,
+        space=SearchSpace(depth=parse_depth(args.depth)),
+        standardize=args.standardize,
+    )
+    storage = open_storage(plan.storage_url, heartbeat_interval=args.heartbeat, grace_period=3 * args.heartbeat)
+
+    def progress(study, trial) -> None:
+        if not args.json:
+            value = "-" if trial.value is None else f"{trial.value:.2f}%"
+            print(f"trial {trial.number:4d}  {trial.state.name:8s}  {value:>7s}  {trial.params}", flush=True)
+
+    summary = run_study(plan, data, storage, on_trial_end=progress)
+    if args.json:
+        _print_json(summary.to_dict())
+    else:
+        best = "-" if summary.best_value is None else f"{summary.best_value:.2f}%"
+        print(
+            f"study '{summary.study}': {summary.trials} trials ({summary.complete} complete, {summary.pruned} "
+            f"pruned, {summary.failed} failed); best {best} {summary.best_params}; {summary.seconds:.1f}s"
+        )
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    path = fetch_dataset(settings(args.data).data_path)
+    print(f"data set ready at {path}")
+    return 0
+
+
+def _terminate(signum, _frame) -> None:
+    # SIGTERM (Stop button, `kill`) unwinds like Ctrl-C, so the running trial is told FAIL first.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return {"train": _train, "study": _study, "fetch-data": _fetch}[args.command](args)
+    except (DatasetError, ConfigError, StorageError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

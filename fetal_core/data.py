@@ -1,0 +1,267 @@
+"""The fetal health data: load, validate at the boundary, split like the notebook, fetch at set-up.
+
+Every problem with an input file raises one ``DatasetError`` whose message names the column, row or
+value, in words a student can act on. Rows are numbered as a spreadsheet shows them: the header is
+line 1, so the first data row is line 2.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from .config import KAGGLE_DATASET, SHARED_DATA_PATH, settings
+
+LABEL = "fetal_health"
+FEATURES = (
+    "baseline value", "accelerations", "fetal_movement", "uterine_contractions",
+    "light_decelerations", "severe_decelerations", "prolongued_decelerations",
+    "abnormal_short_term_variability", "mean_value_of_short_term_variability",
+    "percentage_of_time_with_abnormal_long_term_variability", "mean_value_of_long_term_variability",
+    "histogram_width", "histogram_min", "histogram_max", "histogram_number_of_peaks",
+    "histogram_number_of_zeroes", "histogram_mode", "histogram_mean", "histogram_median",
+    "histogram_variance", "histogram_tendency",
+)  # fmt: skip
+CLASS_NAMES = ("normal", "suspect", "pathological")  # labels 1, 2, 3 -> encoded 0, 1, 2
+MAX_FILE_BYTES = 50 * 1024 * 1024
+MIN_ROWS_PER_CLASS = 5  # so the 20 % validation part still holds at least one row of each class
+SPLIT_SEED = 42
+VALIDATION_FRACTION = 0.2
+
+
+class DatasetError(ValueError):
+    """A data file that cannot be used, with a message saying what to fix."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The validated table: float features, labels encoded 0..2 (the notebook's OrdinalEncoder)."""
+
+    features: np.ndarray  # (rows, 21) float64
+    labels: np.ndarray  # (rows,) int64 in {0, 1, 2}
+    source: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.labels)
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(CLASS_NAMES))
+        return {name: int(c) for name, c in zip(CLASS_NAMES, counts)}
+
+    @property
+    def null_accuracy(self) -> float:
+        """Accuracy (%) of always predicting the most common class."""
+        return 100.0 * max(self.class_counts.values()) / self.rows
+
+
+@dataclass(frozen=True)
+class Split:
+    """The notebook's 80/20 stratified split (random_state 42) as whole float32 / int64 arrays."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    train_index: np.ndarray  # row positions in the file, in the notebook's order
+    val_index: np.ndarray
+    standardized: bool
+    null_accuracy: float  # of the whole data set, as the notebook computes it
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+
+def _line(row_position: int) -> int:
+    return row_position + 2
+
+
+def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
+    if isinstance(source, bytes):
+        raw = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise DatasetError(f"No data file at '{path}'. Put fetal_health.csv there or upload it.")
+        if path.is_dir():
+            raise DatasetError(f"'{path}' is a folder, not a CSV file.")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DatasetError(
+                f"'{name}' is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB "
+                "(the real data set is about 0.2 MB)."
+            )
+        raw = path.read_bytes()
+    if len(raw) > MAX_FILE_BYTES:
+        raise DatasetError(f"'{name}' is {len(raw) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    if not raw.strip():
+        raise DatasetError(f"'{name}' is empty: it has no header and no rows.")
+    if b"\x00" in raw[:8192]:
+        raise DatasetError(f"'{name}' is not a CSV file: it looks like a binary file (a spreadsheet or an image?).")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"'{name}' is not a CSV text file: byte {err.start} is not valid UTF-8 text.") from None
+    try:
+        table = pd.read_csv(io.StringIO(text))
+    except pd.errors.EmptyDataError:
+        raise DatasetError(f"'{name}' is empty: it has no header and no rows.") from None
+    except (pd.errors.ParserError, ValueError) as err:
+        raise DatasetError(f"'{name}' is not a valid CSV file: {str(err).strip().splitlines()[0]}") from None
+    return table
+
+
+def _check_columns(table: pd.DataFrame, name: str) -> None:
+    columns = [str(c) for c in table.columns]
+    expected = (*FEATURES, LABEL)
+    missing = [c for c in expected if c not in columns]
+    extra = [c for c in columns if c not in expected]
+    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    if len(columns) == 1 and len(missing) > 1:
+        raise DatasetError(
+            f"'{name}' is not a comma-separated file with the fetal health columns "
+            f"(its header is a single column '{columns[0][:60]}')."
+        )
+    problems = []
+    if missing:
+        problems.append("missing column(s): " + ", ".join(f"'{c}'" for c in missing))
+    if extra:
+        problems.append("unexpected column(s): " + ", ".join(f"'{c}'" for c in extra))
+    if duplicated:
+        problems.append("repeated column(s): " + ", ".join(f"'{c}'" for c in duplicated))
+    if problems:
+        raise DatasetError(f"'{name}' does not have the fetal health columns: " + "; ".join(problems) + ".")
+
+
+def _check_values(table: pd.DataFrame, name: str) -> np.ndarray:
+    if len(table) == 0:
+        raise DatasetError(f"'{name}' has a header but no data rows.")
+    values = np.empty((len(table), len(FEATURES) + 1), dtype=np.float64)
+    for j, column in enumerate((*FEATURES, LABEL)):
+        raw = table[column]
+        numbers = pd.to_numeric(raw, errors="coerce")
+        bad = numbers.isna() & raw.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DatasetError(
+                f"'{name}': column '{column}', row {_line(i)}: '{raw.iloc[i]}' is not a number."
+            )
+        column_values = numbers.to_numpy(dtype=np.float64)
+        not_finite = ~np.isfinite(column_values)
+        if not_finite.any():
+            i = int(np.flatnonzero(not_finite)[0])
+            what = "is empty (NaN)" if np.isnan(column_values[i]) else f"is {column_values[i]} (infinite)"
+            raise DatasetError(f"'{name}': column '{column}', row {_line(i)} {what}; every value must be a number.")
+        values[:, j] = column_values
+    return values
+
+
+def _check_labels(labels: np.ndarray, name: str) -> np.ndarray:
+    outside = ~np.isin(labels, (1.0, 2.0, 3.0))
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise DatasetError(
+            f"'{name}': column '{LABEL}', row {_line(i)} is {labels[i]:g}; labels must be 1 (normal), "
+            "2 (suspect) or 3 (pathological)."
+        )
+    encoded = labels.astype(np.int64) - 1
+    counts = np.bincount(encoded, minlength=3)
+    for label, (class_name, count) in enumerate(zip(CLASS_NAMES, counts), start=1):
+        if count < MIN_ROWS_PER_CLASS:
+            raise DatasetError(
+                f"'{name}': class {label} ({class_name}) has {count} row(s); a stratified 80/20 split needs "
+                f"at least {MIN_ROWS_PER_CLASS} rows of every class."
+            )
+    return encoded
+
+
+def load_dataset(source: str | os.PathLike | bytes | None = None, name: str | None = None) -> Dataset:
+    """Read and validate the CSV (a path, raw bytes of an upload, or the configured default path).
+
+    Raises ``DatasetError`` naming the file, column, row or value for anything unusable.
+    """
+    if source is None:
+        source = settings().data_path
+    if name is None:
+        name = "uploaded file" if isinstance(source, bytes) else Path(source).name
+    table = _read_table(source, name)
+    _check_columns(table, name)
+    values = _check_values(table, name)
+    labels = _check_labels(values[:, -1], name)
+    return Dataset(features=values[:, :-1], labels=labels, source=name)
+
+
+def split_dataset(data: Dataset, standardize: bool = False) -> Split:
+    """80/20 stratified split with random_state 42: the same rows as the notebook's split.
+
+    With ``standardize`` the features are scaled by the training part's mean and std only, so nothing
+    about the validation rows leaks into training.
+    """
+    positions = np.arange(data.rows)
+    train_index, val_index = train_test_split(
+        positions, test_size=VALIDATION_FRACTION, random_state=SPLIT_SEED, stratify=data.labels
+    )
+    x_train, x_val = data.features[train_index], data.features[val_index]
+    if standardize:
+        mean = x_train.mean(axis=0)
+        std = x_train.std(axis=0)
+        std[std == 0] = 1.0
+        x_train, x_val = (x_train - mean) / std, (x_val - mean) / std
+    return Split(
+        x_train=np.ascontiguousarray(x_train, dtype=np.float32),
+        y_train=data.labels[train_index],
+        x_val=np.ascontiguousarray(x_val, dtype=np.float32),
+        y_val=data.labels[val_index],
+        train_index=train_index,
+        val_index=val_index,
+        standardized=standardize,
+        null_accuracy=data.null_accuracy,
+    )
+
+
+def save_upload(raw: bytes, destination: str | os.PathLike | None = None) -> Dataset:
+    """Validate uploaded bytes and, only if they are a usable data set, write them to ``destination``."""
+    data = load_dataset(raw)
+    path = Path(destination or settings().data_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".upload.tmp")
+    tmp.write_bytes(raw)
+    tmp.replace(path)
+    return Dataset(features=data.features, labels=data.labels, source=path.name)
+
+
+def fetch_dataset(destination: str | os.PathLike | None = None) -> Path:
+    """Put the data set at ``destination``: keep a valid file, else copy ``../shared``, else Kaggle.
+
+    Raises ``DatasetError`` when no source works (the app then offers an upload).
+    """
+    path = Path(destination or settings().data_path)
+    if path.exists():
+        load_dataset(path)
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if SHARED_DATA_PATH.exists():
+        shutil.copyfile(SHARED_DATA_PATH, path)
+    else:
+        try:
+            import kagglehub
+
+            folder = Path(kagglehub.dataset_download(KAGGLE_DATASET))
+            shutil.copyfile(folder / "fetal_health.csv", path)
+        except Exception as err:  # any network/auth failure: the user can still upload the file
+            raise DatasetError(
+                f"Could not get the data set: no '{SHARED_DATA_PATH}' and the Kaggle download of "
+                f"'{KAGGLE_DATASET}' failed ({type(err).__name__}). Upload fetal_health.csv in the app, "
+                f"or copy it to '{path}'."
+            ) from None
+    load_dataset(path)
+    return path

@@ -1,0 +1,499 @@
+"""Optuna studies: the search space, the objective, samplers, pruners, storage and a safe trial runner.
+
+The objective reads as the notebook's define-by-run search space; every trial keeps its full config and
+per-epoch curve as user attrs, so a results page never retrains. ``run_study`` guarantees that a trial
+interrupted by any exception (also ``BaseException``s such as KeyboardInterrupt, SystemExit or a
+Streamlit Stop) is told FAIL before the exception propagates: no trial is left RUNNING.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from .data import Dataset, Split, split_dataset
+from .training import OPTIMIZERS, ConfigError, EpochMetrics, TrainConfig, train
+
+SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
+PRUNERS = ("median", "hyperband", "halving", "none")
+HEARTBEAT_SECONDS = 10  # a live worker writes a heartbeat this often (RDB storage)
+GRACE_SECONDS = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead worker: FAIL it
+# Errors inside one trial that fail that trial but let the study go on (a NaN, a bad suggestion).
+TRIAL_ERRORS = (ArithmeticError, RuntimeError, ValueError)
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be opened, with the reason."""
+
+
+class StudyInterrupted(Exception):
+    """Raised inside a trial when the caller asked the study to stop (the trial is then FAIL)."""
+
+
+class _Interrupted(Exception):
+    """Carries a BaseException through ``Study.optimize`` so that Optuna marks the trial FAIL first."""
+
+
+# ---------------------------------------------------------------- search space
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The notebook's search space; every range can be narrowed or widened.
+
+    ``depth=None`` is the notebook's define-by-run architecture search (``num_layers`` between
+    ``min_layers`` and ``max_layers``, then one width per layer); an int fixes the depth.
+    ``scheduler=None`` searches it (on/off); True/False fixes it.
+    """
+
+    depth: int | None = None
+    min_layers: int = 2
+    max_layers: int = 4
+    min_units: int = 8
+    max_units: int = 256
+    min_batch: int = 8
+    max_batch: int = 128
+    optimizers: tuple[str, ...] = OPTIMIZERS
+    min_lr: float = 1e-5
+    max_lr: float = 1e-1
+    min_weight_decay: float = 1e-5
+    max_weight_decay: float = 1e-1
+    scheduler: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        for name, low, high, floor in (
+            ("layers", self.min_layers, self.max_layers, 1),
+            ("units", self.min_units, self.max_units, 1),
+            ("batch size", self.min_batch, self.max_batch, 1),
+        ):
+            if int(low) != low or int(high) != high:
+                raise ConfigError(f"{name}: the range {low}..{high} must be whole numbers.")
+            if low < floor:
+                raise ConfigError(f"{name}: the lowest value {low} must be at least {floor}.")
+            if not low < high:
+                raise ConfigError(f"{name}: the low end {low} must be below the high end {high}.")
+        if self.max_layers > 8:
+            raise ConfigError(f"layers: {self.max_layers} hidden layers is too deep for this lab (at most 8).")
+        if self.max_units > 4096:
+            raise ConfigError(f"units: {self.max_units} is too wide for this lab (at most 4096).")
+        for name, low, high in (
+            ("learning rate", self.min_lr, self.max_lr),
+            ("weight decay", self.min_weight_decay, self.max_weight_decay),
+        ):
+            if not (low > 0 and high > 0 and math.isfinite(low) and math.isfinite(high)):
+                raise ConfigError(f"{name}: a log-scale range needs positive ends, not {low:g}..{high:g}.")
+            if not low < high:
+                raise ConfigError(f"{name}: the low end {low:g} must be below the high end {high:g}.")
+        if not self.optimizers:
+            raise ConfigError("optimizers: choose at least one optimiser.")
+        unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
+        if unknown:
+            raise ConfigError(f"optimizers: {', '.join(unknown)} not one of {', '.join(OPTIMIZERS)}.")
+        if self.depth is not None and not 1 <= self.depth <= 8:
+            raise ConfigError(f"depth: {self.depth} hidden layers; use 1 to 8, or define-by-run.")
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Ask ``trial`` for one configuration, in the notebook's order and with its parameter names."""
+        batch_size = trial.suggest_int("batch_size", self.min_batch, self.max_batch)
+        optimizer = trial.suggest_categorical("optimizer", list(self.optimizers))
+        learning_rate = trial.suggest_float("learning_rate", self.min_lr, self.max_lr, log=True)
+        weight_decay = trial.suggest_float("weight_decay", self.min_weight_decay, self.max_weight_decay, log=True)
+        if self.scheduler is None:
+            scheduler = trial.suggest_int("scheduler", 0, 1) == 1
+        else:
+            scheduler = self.scheduler
+        if self.depth is None:
+            depth = trial.suggest_int("num_layers", self.min_layers, self.max_layers)
+        else:
+            depth = self.depth
+        hidden_layers = tuple(trial.suggest_int(f"layer_{i}", self.min_units, self.max_units) for i in range(depth))
+        return dict(
+            hidden_layers=hidden_layers,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            scheduler=scheduler,
+        )
+
+    def grid(self, points: int = 3) -> dict[str, list]:
+        """A discretised version for ``GridSampler``: ``points`` values per numeric range (log-spaced
+        where the range is log), every optimiser, scheduler on/off. Needs a fixed depth."""
+        if self.depth is None:
+            raise ConfigError("grid search needs a fixed depth (2, 3 or 4 layers), not define-by-run.")
+        if points < 2:
+            raise ConfigError(f"grid points: {points}; use at least 2 values per range.")
+
+        def ints(low: int, high: int) -> list[int]:
+            return sorted({int(round(v)) for v in np.linspace(low, high, points)})
+
+        def logs(low: float, high: float) -> list[float]:
+            return [float(f"{v:.3g}") for v in np.geomspace(low, high, points)]
+
+        grid: dict[str, list] = {
+            "batch_size": ints(self.min_batch, self.max_batch),
+            "optimizer": list(self.optimizers),
+            "learning_rate": logs(self.min_lr, self.max_lr),
+            "weight_decay": logs(self.min_weight_decay, self.max_weight_decay),
+        }
+        if self.scheduler is None:
+            grid["scheduler"] = [0, 1]
+        for i in range(self.depth):
+            grid[f"layer_{i}"] = ints(self.min_units, self.max_units)
+        return grid
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["optimizers"] = list(self.optimizers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SearchSpace:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def parse_depth(depth: str | int | None) -> int | None:
+    """'nas' (or None) -> define-by-run; '2'/'3'/'4' -> a fixed depth."""
+    if depth is None or str(depth).lower() in ("nas", "define-by-run", ""):
+        return None
+    try:
+        return int(depth)
+    except ValueError:
+        raise ConfigError(f"depth: '{depth}' is not 'nas' or a number of layers.") from None
+
+
+# ---------------------------------------------------------------- samplers, pruners, storage
+
+
+def make_sampler(name: str, seed: int | None = 42, space: SearchSpace | None = None, grid_points: int = 3):
+    """TPE (Optuna 5 defaults), random, grid (on ``space.grid``), GP or CMA-ES, all seeded."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        return optuna.samplers.GridSampler((space or SearchSpace()).grid(grid_points), seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    raise ConfigError(f"sampler: '{name}' is not one of {', '.join(SAMPLERS)}.")
+
+
+def make_pruner(name: str, epochs: int = 50) -> optuna.pruners.BasePruner:
+    """Median (the notebook's), Hyperband, successive halving, or none."""
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"pruner: '{name}' is not one of {', '.join(PRUNERS)}.")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    rest = url[len("sqlite:///") :]
+    return None if rest in ("", ":memory:") else Path(rest)
+
+
+def open_storage(
+    url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS
+) -> optuna.storages.BaseStorage:
+    """Open any Optuna storage URL, tuned for many workers.
+
+    - ``sqlite:///path``: WAL journal (readers never block the writer), 60 s busy timeout and
+      ``synchronous=NORMAL`` (no fsync per trial report; a crash of the app loses nothing committed).
+    - ``postgresql://...`` / ``mysql+...://``: RDB with pre-ping; the choice for many workers.
+    - ``journal:///path`` (relative, like sqlite) or ``journal:////abs/path``: Optuna's journal file.
+    - ``redis://host:port``: journal in Redis.
+    RDB storages get a heartbeat so trials of killed workers can be failed after ``grace_period``.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError("storage: give an Optuna storage URL such as sqlite:///data/Fetal_Health.sqlite3.")
+    url = url.strip()
+    try:
+        if url.startswith("journal:///"):
+            path = Path(url[len("journal:///") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(
+                str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
+            )
+            return optuna.storages.journal.JournalStorage(backend)
+        if url.startswith("redis://"):
+            return optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+        if url.startswith("sqlite:///"):
+            path = _sqlite_path(url)
+            engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with sqlite3.connect(path, timeout=60) as connection:  # WAL is a property of the file
+                    connection.execute("PRAGMA journal_mode=WAL")
+        elif url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
+            engine_kwargs = {"pool_pre_ping": True}
+        else:
+            raise StorageError(
+                f"storage: '{url}' is not a supported URL (sqlite:///…, postgresql://…, mysql://…, "
+                "journal:///…, redis://…)."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+            )
+        if url.startswith("sqlite:///"):
+            from sqlalchemy import event
+
+            @event.listens_for(storage.engine, "connect")
+            def _sqlite_pragmas(dbapi_connection, _record) -> None:
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+            storage.engine.dispose()  # reconnect with the pragma
+        return storage
+    except StorageError:
+        raise
+    except (sqlite3.DatabaseError, OSError) as err:
+        raise StorageError(f"storage: cannot open '{url}': {err}") from None
+    except Exception as err:  # SQLAlchemy/driver/redis errors: one line, no traceback
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"storage: cannot open '{url}': {message}") from None
+
+
+def reap_stale_trials(study: optuna.Study) -> None:
+    """FAIL the RUNNING trials whose worker stopped sending heartbeats (RDB storage only)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def check_study_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise ConfigError("study name: give the study a name.")
+    if len(name) > 200 or not name.isprintable():
+        raise ConfigError("study name: use up to 200 printable characters.")
+    return name
+
+
+# ---------------------------------------------------------------- objective and runner
+
+
+def history_columns(history: list[EpochMetrics]) -> dict[str, list[float]]:
+    """A per-epoch curve as compact columns (what a trial stores in its ``history`` user attr)."""
+    keys = ("epoch", "train_loss", "val_loss", "val_accuracy", "balanced_accuracy", "seconds")
+    return {k: [round(float(getattr(m, k)), 5) if k != "epoch" else m.epoch for m in history] for k in keys}
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """Everything that defines a study run (what the CLI's ``study`` command and the pages set)."""
+
+    storage_url: str
+    study_name: str
+    trials: int = 30
+    sampler: str = "tpe"
+    pruner: str = "median"
+    seed: int = 42
+    epochs: int = 50
+    space: SearchSpace = field(default_factory=SearchSpace)
+    standardize: bool = False
+    grid_points: int = 3
+
+    def __post_init__(self) -> None:
+        check_study_name(self.study_name)
+        if not 1 <= self.trials <= 100_000:
+            raise ConfigError(f"trials: {self.trials}; run at least one trial.")
+        if not 1 <= self.epochs <= 10_000:
+            raise ConfigError(f"epochs: {self.epochs} must be between 1 and 10000.")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler: '{self.sampler}' is not one of {', '.join(SAMPLERS)}.")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"pruner: '{self.pruner}' is not one of {', '.join(PRUNERS)}.")
+        if self.sampler == "grid":
+            self.space.grid(self.grid_points)  # validates: grid needs a fixed depth
+
+    def description(self) -> dict:
+        """What the study records about how it was made (study user attrs)."""
+        return {
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "standardize": self.standardize,
+            "search_space": self.space.to_dict(),
+            "created_by": "fetal_core",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+
+
+def make_objective(
+    plan: StudyPlan, split: Split, should_stop: Callable[[], bool] | None = None
+) -> Callable[[optuna.Trial], float]:
+    """The notebook's objective: suggest a config, train it reporting every epoch, prune, return the
+    final validation accuracy (%). ``should_stop`` is polled each epoch (a Stop button)."""
+
+    def objective(trial: optuna.Trial) -> float:
+        config = TrainConfig(
+            **plan.space.suggest(trial), epochs=plan.epochs, seed=plan.seed + trial.number, standardize=plan.standardize
+        )
+        trial.set_user_attr("config", config.to_dict())
+        history: list[EpochMetrics] = []
+
+        def report(metrics: EpochMetrics) -> None:
+            history.append(metrics)
+            trial.report(metrics.val_accuracy, metrics.epoch)
+            if should_stop is not None and should_stop():
+                raise StudyInterrupted(f"stopped by the user after epoch {metrics.epoch}")
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
+
+        try:
+            result = train(config, split, report)
+        finally:
+            if history:
+                try:
+                    trial.set_user_attr("history", history_columns(history))
+                except Exception:  # the storage may be the reason we are unwinding; keep that error
+                    pass
+        trial.set_user_attr(
+            "metrics",
+            {
+                "balanced_accuracy": result.final_balanced_accuracy,
+                "confusion_matrix": result.confusion_matrix,
+                "per_class_recall": result.per_class_recall,
+                "seconds": result.seconds,
+            },
+        )
+        return result.final_val_accuracy
+
+    return objective
+
+
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], float],
+    n_trials: int,
+    callbacks: list[Callable] | None = None,
+) -> None:
+    """``study.optimize`` such that any interruption leaves the running trial FAIL, never RUNNING.
+
+    Optuna marks a trial FAIL for ``Exception`` and ``KeyboardInterrupt`` only; other
+    ``BaseException``s (SystemExit, Streamlit's Stop/rerun) would skip its bookkeeping. We carry them
+    through as an ``Exception`` and re-raise the original afterwards.
+    """
+
+    def guarded(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except Exception:
+            raise
+        except BaseException as err:
+            raise _Interrupted() from err
+
+    try:
+        study.optimize(guarded, n_trials=n_trials, catch=TRIAL_ERRORS, callbacks=callbacks, gc_after_trial=False)
+    except _Interrupted as wrapped:
+        raise wrapped.__cause__ from None
+
+
+@dataclass
+class StudySummary:
+    study: str
+    trials: int
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    best_value: float | None
+    best_params: dict
+    seconds: float
+    ran: int = 0
+    interrupted: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(study: optuna.Study, seconds: float = 0.0, ran: int = 0, interrupted: bool = False) -> StudySummary:
+    """Counts by state and the best trial, read from the storage."""
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    best = max(complete, key=lambda t: t.value, default=None)
+    return StudySummary(
+        study=study.study_name,
+        trials=len(trials),
+        complete=states.count(TrialState.COMPLETE),
+        pruned=states.count(TrialState.PRUNED),
+        failed=states.count(TrialState.FAIL),
+        running=states.count(TrialState.RUNNING),
+        best_value=None if best is None else best.value,
+        best_params={} if best is None else dict(best.params),
+        seconds=seconds,
+        ran=ran,
+        interrupted=interrupted,
+    )
+
+
+def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """Create the study or load it (``load_if_exists``), with the plan's sampler and pruner."""
+    storage = storage if storage is not None else open_storage(plan.storage_url)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=check_study_name(plan.study_name),
+        direction="maximize",
+        sampler=make_sampler(plan.sampler, plan.seed, plan.space, plan.grid_points),
+        pruner=make_pruner(plan.pruner, plan.epochs),
+        load_if_exists=True,
+    )
+    if study.direction != optuna.study.StudyDirection.MAXIMIZE:
+        raise ConfigError(f"study '{plan.study_name}' exists but minimises; this lab maximises accuracy.")
+    if "sampler" not in study.user_attrs:
+        for key, value in plan.description().items():
+            study.set_user_attr(key, value)
+    return study
+
+
+def run_study(
+    plan: StudyPlan,
+    data: Dataset,
+    storage: optuna.storages.BaseStorage | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+) -> StudySummary:
+    """Run ``plan.trials`` trials on the plan's study (several processes may do this at once).
+
+    A Stop (``should_stop()`` true) fails the running trial and returns with ``interrupted=True``;
+    finished trials stay and the study can be continued later.
+    """
+    started = time.perf_counter()
+    study = open_study(plan, storage)
+    reap_stale_trials(study)
+    split = split_dataset(data, standardize=plan.standardize)
+    finished: list[int] = []
+
+    def count(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        finished.append(trial.number)
+        if on_trial_end is not None:
+            on_trial_end(study_, trial)
+
+    interrupted = False
+    try:
+        run_trials(study, make_objective(plan, split, should_stop), plan.trials, [count])
+    except StudyInterrupted:
+        interrupted = True
+    return summarize(study, time.perf_counter() - started, ran=len(finished), interrupted=interrupted)
+

@@ -1,0 +1,1 @@
+"""The app's pages (thin: layout, widgets, callbacks); the work happens in fetal_core."""
