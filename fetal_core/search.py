@@ -485,15 +485,21 @@ def run_study(
     split = split_dataset(data, standardize=plan.standardize)
     finished: list[int] = []
 
+    stopped_between_trials: list[bool] = []
+
     def count(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         finished.append(trial.number)
         if on_trial_end is not None:
             on_trial_end(study_, trial)
+        if should_stop is not None and should_stop():
+            stopped_between_trials.append(True)
+            study_.stop()  # no new trial; the finished one is kept
 
     interrupted = False
     try:
         run_trials(study, make_objective(plan, split, should_stop), plan.trials, [count])
     except StudyInterrupted:
         interrupted = True
+    interrupted = interrupted or bool(stopped_between_trials)
     return summarize(study, time.perf_counter() - started, ran=len(finished), interrupted=interrupted)
 
