@@ -53,3 +53,25 @@ def sidebar() -> None:
             st.write(f"`{config.data_path}`: {data.rows:,} rows, null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
         st.code(config.storage_url, language=None)
+
+
+@st.cache_resource(show_spinner=False)
+def shared_storage(url: str):
+    """One Optuna storage handle per URL for the whole server (connection pool, caches)."""
+    from fetal_core.search import open_storage
+
+    return open_storage(url)
+
+
+def configured_storage():
+    """The server's configured storage (students cannot choose another)."""
+    return shared_storage(app_settings().storage_url)
+
+
+def session_workers() -> dict:
+    """This browser session's background study workers, by name (Part II, the race).
+
+    Each value is a ``fetal_core.workers.StudyWorker``; the sidebar renews their leases while the tab is
+    open, so closing the tab stops them.
+    """
+    return st.session_state.setdefault("workers", {})
