@@ -13,6 +13,7 @@ saves, and one thread per training lets two trainings (two students, two study w
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -132,14 +133,18 @@ EpochCallback = Callable[[EpochMetrics], "bool | None"]
 
 def use_configured_threads() -> None:
     """Apply the configured thread count to BLAS (and torch, if loaded); see the module docstring."""
+    _apply_threads(settings().torch_threads)
+
+
+@functools.cache
+def _apply_threads(wanted: int) -> None:  # once per process and value: threadpoolctl's scan costs ~2 ms
     import sys
 
     from threadpoolctl import threadpool_limits
 
-    wanted = settings().torch_threads
     threadpool_limits(wanted)
     torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != wanted:
+    if torch is not None:
         torch.set_num_threads(wanted)
 
 
