@@ -461,6 +461,11 @@ def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage | None = No
     )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"study '{plan.study_name}' exists but minimises; this lab maximises accuracy.")
+    existing = len(study.get_trials(deepcopy=False))
+    if existing and plan.seed is not None:
+        # Resuming: a fresh sampler with the plan's seed would redraw the first trials' points (its random
+        # start-up phase); offsetting the seed by the trials already there keeps resuming reproducible.
+        study.sampler = make_sampler(plan.sampler, plan.seed + existing, plan.space, plan.grid_points)
     if "sampler" not in study.user_attrs:
         for key, value in plan.description().items():
             study.set_user_attr(key, value)
