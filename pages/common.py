@@ -53,6 +53,7 @@ def sidebar() -> None:
             st.write(f"`{config.data_path}`: {data.rows:,} rows, null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
         st.code(config.storage_url, language=None)
+        worker_leases()
 
 
 @st.cache_resource(show_spinner=False)
@@ -75,3 +76,56 @@ def session_workers() -> dict:
     open, so closing the tab stops them.
     """
     return st.session_state.setdefault("workers", {})
+
+
+LEASE_RENEW_SECONDS = 5  # well inside fetal_core.workers.LEASE_SECONDS (30 s)
+TARGET_ATTR = "target_trials"  # study user attr a page sets: the total of finished trials it aims at
+
+
+def _finished_and_target(url: str, study_name: str, default_target: int) -> tuple[int, int]:
+    from optuna.trial import TrialState
+
+    storage = shared_storage(url)
+    study_id = storage.get_study_id_from_name(study_name)
+    finished = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    target = storage.get_study_user_attrs(study_id).get(TARGET_ATTR) or default_target
+    return len(finished), int(target)
+
+
+def worker_status_line(worker) -> str:
+    """'study X: 7/10 trials' for each of the worker's studies, and whether it is still running."""
+    parts = []
+    for plan in worker.plans:
+        try:
+            finished, target = _finished_and_target(plan.storage_url, plan.study_name, plan.trials)
+            parts.append(f"study {plan.study_name}: {finished}/{target} trials")
+        except Exception:  # not created yet, or the storage is busy: a status line must never break a page
+            parts.append(f"study {plan.study_name}: starting")
+    if worker.error:
+        state = f"error: {worker.error}"
+    elif worker.alive():
+        state = "running"
+    elif worker.summaries and worker.summaries[-1].interrupted:
+        state = "stopped"
+    else:
+        state = "done"
+    return f"{'; '.join(parts)} ({state})"
+
+
+@st.fragment(run_every=LEASE_RENEW_SECONDS)
+def worker_leases() -> None:
+    """Renew the lease of every worker of this session (so they run on while the student is on another
+    page and stop ~30 s after the tab is closed), collect their messages and show one status line each."""
+    workers = session_workers()
+    if workers:
+        st.caption("Background studies")
+    for worker in list(workers.values()):
+        if worker.alive():
+            worker.renew()
+        worker.poll()
+        st.caption(worker_status_line(worker))
+
+
+def forget_dataset() -> None:
+    """Drop the cached data set (after an upload replaced the file) so every page reads the new one."""
+    _load.clear()

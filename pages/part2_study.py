@@ -1,6 +1,291 @@
-"""Part II: Optuna study."""
+"""Part II: let Optuna search. Set up a study, run it in a background worker, follow it live.
+
+The page never trains: ``fetal_core.workers.start_worker`` runs the study in a spawn process and the page
+reads the study back from the configured storage once a second, so trials added by other sessions or by
+CLI workers on the same study show up too. The sidebar (pages.common) renews the worker's lease.
+"""
+
+from __future__ import annotations
+
+import time
 
 import streamlit as st
 
+from fetal_core.config import DEFAULT_STUDY_NAME
+from fetal_core.search import SearchSpace, StorageError, StudyPlan, open_study
+from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
+from fetal_core.workers import start_worker
+from pages import study_live as live
+from pages.common import TARGET_ATTR, app_settings, configured_storage, current_dataset, session_workers
+
+WORKER = "Part II"  # this page's entry in session_workers()
+NEW_STUDY = "➕ New study"
+FOLLOWED = "part2_study"  # session key: the study this session is watching
+SAMPLERS = {
+    "tpe": "TPE (Bayesian): models good vs bad settings from past trials; the notebook's choice, best default.",
+    "random": "Random: independent draws; a baseline that parallelises perfectly and needs no history.",
+    "grid": "Grid: every combination of 3 values per range; needs a fixed depth, grows very fast.",
+    "gp": "Gaussian process: a smooth model of accuracy; strong with few trials, slower per trial.",
+    "cmaes": "CMA-ES: evolves a population of settings; for many trials on numeric ranges.",
+}
+PRUNERS = {
+    "median": "Median: stop a trial whose accuracy is below the median of earlier trials at the same epoch.",
+    "hyperband": "Hyperband: successive halving over several budgets; prunes hard, saves the most time.",
+    "none": "None: every trial runs all its epochs (slower, but no good late-bloomer is cut).",
+}
+DEPTHS = {"define-by-run": None, "fixed 2": 2, "fixed 3": 3, "fixed 4": 4}
+SCHEDULER = {"search it": None, "always on": True, "always off": False}
+
+
+def own_worker():
+    return session_workers().get(WORKER)
+
+
+def own_worker_running() -> bool:
+    worker = own_worker()
+    return worker is not None and worker.alive()
+
+
+def form_values(user_attrs: dict | None, finished: int) -> dict:
+    """Form defaults: the notebook's search space, or the settings an existing study was made with."""
+    attrs = user_attrs or {}
+    space = live.saved_space(attrs) or SearchSpace()
+    depth_label = next((k for k, v in DEPTHS.items() if v == space.depth), "define-by-run")
+    target = int(attrs.get(TARGET_ATTR) or 0)
+    return {
+        "p2_sampler": attrs.get("sampler", "tpe") if attrs.get("sampler") in SAMPLERS else "tpe",
+        "p2_seed": int(attrs.get("seed", 42)),
+        "p2_pruner": attrs.get("pruner", "median") if attrs.get("pruner") in PRUNERS else "median",
+        "p2_trials": (target if target > finished else finished + 10) if attrs else 30,
+        "p2_epochs": int(attrs.get("epochs", 50)),
+        "p2_depth": depth_label,
+        "p2_min_layers": space.min_layers,
+        "p2_max_layers": space.max_layers,
+        "p2_min_units": space.min_units,
+        "p2_max_units": space.max_units,
+        "p2_min_batch": space.min_batch,
+        "p2_max_batch": space.max_batch,
+        "p2_optimizers": list(space.optimizers),
+        "p2_min_lr": space.min_lr,
+        "p2_max_lr": space.max_lr,
+        "p2_min_wd": space.min_weight_decay,
+        "p2_max_wd": space.max_weight_decay,
+        "p2_scheduler": next(k for k, v in SCHEDULER.items() if v == space.scheduler),
+    }
+
+
+def prefill(choice: str, names: list[str]) -> None:
+    """Put the chosen study's settings (or the notebook's for a new one) into the form, and follow it."""
+    state = st.session_state
+    if choice == NEW_STUDY:
+        values = form_values(None, 0)
+        name = DEFAULT_STUDY_NAME
+        suffix = 2
+        while name in names:
+            name, suffix = f"{DEFAULT_STUDY_NAME}_{suffix}", suffix + 1
+        values["p2_name"] = name
+    else:
+        read = live.read_trials(configured_storage(), choice)
+        trials, attrs = read if read is not None else ([], {})
+        values = form_values(attrs, live.finished_count(trials))
+        values["p2_name"] = choice
+        state[FOLLOWED] = choice
+        state["results_study"] = choice
+    state.update(values)
+
+
+def on_choice_change(names: list[str]) -> None:
+    prefill(st.session_state["p2_choice"], names)
+
+
+def start_study(names: list[str]) -> None:
+    """Validate the form; on success open the study, start the worker and follow the study."""
+    state = st.session_state
+    if current_dataset() is None:
+        st.error("No data set: upload it on the Home page first.")
+        return
+    try:
+        space = SearchSpace(
+            depth=DEPTHS[state["p2_depth"]],
+            min_layers=state["p2_min_layers"],
+            max_layers=state["p2_max_layers"],
+            min_units=state["p2_min_units"],
+            max_units=state["p2_max_units"],
+            min_batch=state["p2_min_batch"],
+            max_batch=state["p2_max_batch"],
+            optimizers=tuple(state["p2_optimizers"]),
+            min_lr=state["p2_min_lr"],
+            max_lr=state["p2_max_lr"],
+            min_weight_decay=state["p2_min_wd"],
+            max_weight_decay=state["p2_max_wd"],
+            scheduler=SCHEDULER[state["p2_scheduler"]],
+        )
+        name = (state["p2_name"] or "").strip()
+        storage = configured_storage()
+        read = live.read_trials(storage, name) if name else None
+        total = int(state["p2_trials"])
+        remaining = live.trials_to_run(total, read[0] if read else [])
+        plan = StudyPlan(
+            storage_url=app_settings().storage_url,
+            study_name=name,
+            trials=max(1, remaining),
+            sampler=state["p2_sampler"],
+            pruner=state["p2_pruner"],
+            seed=int(state["p2_seed"]),
+            epochs=int(state["p2_epochs"]),
+            space=space,
+        )
+        if remaining == 0:
+            st.info(f"Study '{name}' already has {total} finished trials: raise the total to continue it.")
+            state[FOLLOWED] = name
+            return
+        study = open_study(plan, storage)
+    except (ConfigError, StorageError) as err:
+        st.error(f"Not started. {err}")
+        return
+    study.set_user_attr(TARGET_ATTR, total)
+    study.set_user_attr(live.RUN_STARTED_ATTR, time.time())
+    session_workers()[WORKER] = start_worker(plan, app_settings().data_path)
+    state[FOLLOWED] = name
+    state["results_study"] = name
+    state["p2_pending_choice"] = name
+    st.rerun()
+
+
+def stop_study() -> None:
+    """Stop button: the running trial is failed at its next epoch; finished trials stay."""
+    worker = own_worker()
+    if worker is not None:
+        worker.stop()
+
+
+def setup_form(names: list[str]) -> None:
+    state = st.session_state
+    if "p2_pending_choice" in state:  # a study just started: select it (before the widget exists)
+        state["p2_choice"] = state.pop("p2_pending_choice")
+    options = [NEW_STUDY, *names]
+    if state.get("p2_choice") not in options:
+        state["p2_choice"] = state.get(FOLLOWED) if state.get(FOLLOWED) in names else NEW_STUDY
+        prefill(state["p2_choice"], names)
+    elif "p2_sampler" not in state:  # widgets were reset (the student was on another page)
+        prefill(state["p2_choice"], names)
+    st.selectbox(
+        "Study", options, key="p2_choice", on_change=on_choice_change, args=(names,),
+        help="Pick an existing study to watch it live and continue it, or start a new one.",
+    )  # fmt: skip
+    with st.form("p2_setup", border=True):
+        st.text_input("Study name", key="p2_name", help="An existing name continues that study (load_if_exists).")
+        left, right = st.columns(2)
+        with left:
+            st.selectbox("Sampler", list(SAMPLERS), key="p2_sampler")
+            st.caption(" · ".join(f"**{k}**: {v}" for k, v in SAMPLERS.items()))
+            st.number_input("Seed", step=1, key="p2_seed", help="Same seed, same suggestions: a reproducible study.")
+            st.selectbox("Pruner", list(PRUNERS), key="p2_pruner")
+            st.caption(" · ".join(f"**{k}**: {v}" for k, v in PRUNERS.items()))
+            st.number_input("Trials (total to reach)", min_value=1, max_value=1000, step=1, key="p2_trials")
+            st.caption("For an existing study, only the missing trials run: total minus finished ones.")
+            st.number_input("Epochs per trial", min_value=1, max_value=500, step=1, key="p2_epochs")
+            st.caption("Each trial reports its accuracy every epoch; the pruner decides after each one.")
+        with right:
+            st.selectbox("Depth (hidden layers)", list(DEPTHS), key="p2_depth")
+            st.caption("Define-by-run: Optuna also picks the number of layers (a small architecture search).")
+            a, b = st.columns(2)
+            a.number_input("min layers", step=1, key="p2_min_layers")
+            b.number_input("max layers", step=1, key="p2_max_layers")
+            a.number_input("min units per layer", step=1, key="p2_min_units")
+            b.number_input("max units per layer", step=1, key="p2_max_units")
+            a.number_input("min batch size", step=1, key="p2_min_batch")
+            b.number_input("max batch size", step=1, key="p2_max_batch")
+            a.number_input("min learning rate", format="%.1e", step=None, key="p2_min_lr")
+            b.number_input("max learning rate", format="%.1e", step=None, key="p2_max_lr")
+            a.number_input("min weight decay", format="%.1e", step=None, key="p2_min_wd")
+            b.number_input("max weight decay", format="%.1e", step=None, key="p2_max_wd")
+            st.multiselect("Optimisers", OPTIMIZERS, key="p2_optimizers")
+            st.radio("Cosine scheduler", list(SCHEDULER), key="p2_scheduler", horizontal=True)
+            st.caption("Learning rate and weight decay are searched on a log scale, like the notebook.")
+        submitted = st.form_submit_button("Start study", type="primary", key="p2_start")
+    if submitted:
+        start_study(names)
+
+
+@st.fragment(run_every=1)
+def live_study() -> None:
+    """Follow the study from the storage: progress, best so far, trial table, history and curves."""
+    name = st.session_state.get(FOLLOWED)
+    worker = own_worker()
+    if worker is not None:
+        worker.renew()
+        worker.poll()
+    if own_worker_running() != st.session_state.get("p2_running_at_render"):
+        st.rerun()  # the worker started or ended: redraw the page (Stop button, results)
+    if not name:
+        return
+    read = live.read_trials(configured_storage(), name)
+    if read is None:
+        st.info(f"No study '{name}' in the storage yet.")
+        return
+    trials, attrs = read
+    target = int(attrs.get(TARGET_ATTR) or live.finished_count(trials) or 1)
+    p = live.progress(trials, target, attrs.get(live.RUN_STARTED_ATTR))
+    st.subheader(f"Study '{name}'")
+    st.progress(p.fraction, text=f"{p.finished} of {p.target} trials finished · {p.running} running")
+    cols = st.columns(4)
+    cols[0].metric("Best so far", "–" if p.best_value is None else f"{p.best_value:.2f}%")
+    cols[1].metric("Elapsed", live.format_seconds(p.elapsed))
+    cols[2].metric("ETA", live.format_seconds(p.eta) if p.running or p.eta == 0 else "–")
+    cols[3].metric("Failed / stopped", p.failed)
+    with st.container(key="p2_table"):
+        st.caption(f"{len(trials)} trials")
+        st.dataframe(live.trial_table(trials), hide_index=True, height=260)
+    manual = st.session_state.get("best_manual_run") or {}
+    left, right = st.columns(2)
+    with left, st.container(key="p2_curves"):
+        st.plotly_chart(live.curves_figure(trials, attrs.get("epochs")), key="p2_curves_chart")
+    with right, st.container(key="p2_history"):
+        st.plotly_chart(live.history_figure(trials, manual.get("final_val_accuracy")), key="p2_history_chart")
+
+
+def after_study(name: str) -> None:
+    """The best trial, its architecture, and where to go next (Part I, Results)."""
+    read = live.read_trials(configured_storage(), name)
+    best = live.best_trial(read[0]) if read else None
+    if best is None:
+        return
+    st.subheader(f"Best trial: #{best.number}, {best.value:.2f}% validation accuracy")
+    config = best.user_attrs.get("config")
+    left, right = st.columns(2)
+    left.dataframe({"parameter": list(best.params), "value": [str(v) for v in best.params.values()]}, hide_index=True)
+    if config:
+        right.plotly_chart(live.architecture_figure(config["hidden_layers"]), key="p2_architecture")
+    cols = st.columns(2)
+    if config and cols[0].button("Use these settings in Part I", key="p2_use_best", type="primary"):
+        st.session_state["load_into_part1"] = TrainConfig.from_dict(config).to_dict()
+        st.switch_page("pages/part1_manual.py")
+    st.session_state["results_study"] = name
+    with cols[1]:
+        st.page_link("pages/results.py", label=f"Review '{name}' on the Results page", icon="📊")
+
+
 st.title("Part II: Optuna study")
-st.info("Coming next: this page is being built.")
+st.caption(
+    "Optuna proposes settings (the sampler), trains each one for a few epochs, and stops the hopeless "
+    "ones early (the pruner). The study is saved in the lab's storage, so you can stop it and continue later."
+)
+storage_names = live.study_names(configured_storage())
+worker = own_worker()
+running = own_worker_running()
+st.session_state["p2_running_at_render"] = running
+if running:
+    plan = worker.plans[0]
+    st.info(f"Study '{plan.study_name}' is running in the background ({plan.trials} trials to go when it started).")
+    st.button("Stop", key="p2_stop", on_click=stop_study, type="primary", help="Fails the running trial.")
+else:
+    if worker is not None and worker.error:
+        st.error(f"The study stopped with an error: {worker.error}")
+    elif worker is not None and worker.summaries and worker.summaries[-1].interrupted:
+        st.warning("Study stopped: the running trial was marked FAIL; finished trials are kept. Continue below.")
+    with st.expander("Set up a study", expanded=True):
+        setup_form(storage_names)
+live_study()
+if not running and st.session_state.get(FOLLOWED):
+    after_study(st.session_state[FOLLOWED])

@@ -1,0 +1,142 @@
+"""Part II in AppTest: set up and run a study from the page, refuse bad ranges; the live-view helpers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState, create_trial
+from streamlit.testing.v1 import AppTest
+
+from pages import study_live as live
+
+ROOT = Path(__file__).resolve().parent.parent
+TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@pytest.fixture
+def app(monkeypatch, tmp_path, data_path):
+    url = f"sqlite:///{tmp_path}/app.sqlite3"
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", url)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/part2_study.py").run()
+    assert not at.exception, at.exception
+    yield at, url
+    for worker in at.session_state["workers"].values() if "workers" in at.session_state else []:
+        worker.stop()
+
+
+def fill(at: AppTest, **values) -> None:
+    for key, value in values.items():
+        for kind in ("text_input", "number_input", "selectbox", "multiselect", "radio"):
+            found = [w for w in getattr(at, kind) if w.key == key]
+            if found:
+                found[0].set_value(value)
+                break
+        else:
+            raise AssertionError(f"no widget with key {key}")
+
+
+def test_five_trial_tpe_study_with_pruning_runs_from_the_page(app):
+    at, url = app
+    fill(at, p2_name="apptest", p2_sampler="tpe", p2_pruner="median", p2_trials=5, p2_epochs=4)
+    at.button(key="p2_start").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    worker = at.session_state["workers"]["Part II"]
+    assert worker.plans[0].trials == 5 and worker.plans[0].pruner == "median"
+    deadline = time.monotonic() + 120
+    while worker.alive() and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()  # what the page's 1 s fragment does in a browser: renew, poll, redraw
+        assert not at.exception, at.exception
+    assert not worker.alive(), "the study did not finish in 120 s"
+    at.run()
+    assert worker.error is None, worker.error
+    study = optuna.load_study(study_name="apptest", storage=url)
+    trials = study.get_trials()
+    assert len(trials) == 5
+    assert all(t.state in TERMINAL for t in trials), [t.state for t in trials]
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 5
+    assert all(len(t.intermediate_values) >= 1 for t in trials)
+    assert study.user_attrs["sampler"] == "tpe" and study.user_attrs["pruner"] == "median"
+    # the page shows the finished study and its best trial
+    texts = " ".join(str(m.value) for m in at.markdown) + " ".join(str(s.value) for s in at.subheader)
+    assert "Best trial" in texts
+    assert at.button(key="p2_use_best") is not None
+    assert at.session_state["results_study"] == "apptest"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"p2_min_units": 300, "p2_max_units": 256}, "units"),
+        ({"p2_min_lr": -0.001}, "learning rate"),
+        ({"p2_min_wd": 0.5, "p2_max_wd": 0.1}, "weight decay"),
+        ({"p2_optimizers": []}, "optimizers"),
+        ({"p2_sampler": "grid", "p2_depth": "define-by-run"}, "grid"),
+    ],
+)
+def test_invalid_ranges_are_refused_and_nothing_starts(app, values, message):
+    at, url = app
+    fill(at, p2_name="refused", **values)
+    at.button(key="p2_start").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert errors and message in errors[0] and "Not started" in errors[0], errors
+    assert not at.session_state["workers"]
+    assert "refused" not in optuna.study.get_all_study_names(url)
+
+
+def _trial(number: int, state: TrialState, values: list[float], start: float, seconds: float):
+    from datetime import datetime
+
+    trial = create_trial(
+        state=state,
+        value=values[-1] if state == TrialState.COMPLETE else None,
+        params={"layer_0": 16},
+        distributions={"layer_0": IntDistribution(8, 256)},
+        intermediate_values=dict(enumerate(values, start=1)),
+    )
+    trial.number = number
+    trial.datetime_start = datetime.fromtimestamp(start)
+    trial.datetime_complete = None if state == TrialState.RUNNING else datetime.fromtimestamp(start + seconds)
+    return trial
+
+
+def test_live_helpers_progress_eta_and_cut_short_curves():
+    t0 = 1_000_000.0
+    trials = [
+        _trial(0, TrialState.COMPLETE, [70, 80, 85, 90], t0, 10),
+        _trial(1, TrialState.PRUNED, [60, 61], t0 + 10, 10),
+        _trial(2, TrialState.FAIL, [75], t0 + 20, 5),
+        _trial(3, TrialState.RUNNING, [72, 74], t0 + 25, 0),
+    ]
+    assert live.finished_count(trials) == 2
+    assert live.trials_to_run(10, trials) == 8  # "reach the total": the FAIL one does not count
+    assert live.trials_to_run(2, trials) == 0
+    p = live.progress(trials, 10, run_started=t0, now=t0 + 30)
+    assert (p.finished, p.running, p.failed, p.best_value, p.best_number) == (2, 1, 1, 90, 0)
+    assert p.elapsed == pytest.approx(30)
+    assert p.eta == pytest.approx(8 * 10)  # 8 remaining x 10 s mean, one trial at a time
+
+    curves = live.curves_figure(trials, epochs=4)
+    assert len(curves.data) == 4  # the running trial's epochs so far are drawn too
+    by_name = {trace.name: trace for trace in curves.data}
+    pruned = by_name["trial 1 (pruned)"]
+    assert pruned.line.dash == "dash" and list(pruned.x) == [1, 2] and pruned.line.color == "#9e9e9e"
+    assert by_name["trial 0 (complete)"].line.dash is None
+    assert list(by_name["trial 3 (running)"].y) == [72, 74]
+
+    history = live.history_figure(trials, manual_best=88.5)
+    assert [shape.y0 for shape in history.layout.shapes] == [88.5]
+    assert live.history_figure(trials).layout.shapes == ()
+
+    table = live.trial_table(trials)
+    assert list(table["trial"]) == [3, 2, 1, 0] and list(table["epochs"]) == [2, 1, 2, 4]
+    assert list(live.architecture_figure([64, 32]).data[0].y) == [21, 64, 32, 3]
