@@ -83,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--heartbeat", type=_positive_int, default=10, help="seconds between worker heartbeats")
     s.add_argument("--json", action="store_true")
 
+    r = commands.add_parser("race", help="race search strategies over seeds (resumes a race of the same name)")
+    r.add_argument("--name", required=True, help="race name (its studies are race:<name>:...)")
+    r.add_argument("--strategies", nargs="+", choices=SAMPLERS, default=["tpe", "random", "grid"])
+    r.add_argument("--pruning", nargs="+", choices=["on", "off"], default=["on"], help="median pruning on, off or both")
+    r.add_argument("--seeds", type=_positive_int, default=3, help="repeats of every (strategy, pruning) run")
+    r.add_argument("--trials", type=_positive_int, default=20, help="trials per run")
+    r.add_argument("--epochs", type=_positive_int, default=20, help="epochs per trial")
+    r.add_argument("--reduced", action="store_true", help="lesson-sized space: 2 fixed layers, Adam (needed by grid)")
+    r.add_argument("--grid-points", type=_positive_int, default=3, help="grid values per searched range")
+    r.add_argument("--workers", type=_positive_int, default=2, help="worker processes (one per core)")
+    r.add_argument("--target", type=float, help="accuracy %% for 'who got there first' (default: computed)")
+    r.add_argument("--storage", help="Optuna storage URL")
+    r.add_argument("--data", help="CSV path")
+    r.add_argument("--json", action="store_true")
+
     f = commands.add_parser("fetch-data", help="copy ../shared/data or download the Kaggle data set into data/")
     f.add_argument("--data", help="destination path")
     return parser
@@ -153,6 +168,72 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _race(args: argparse.Namespace) -> int:
+    import time
+
+    from .race import RacePlan, analyze_race, race_progress, start_race, table_rows
+
+    config = settings(args.data, args.storage)
+    load_dataset(config.data_path)  # a bad data set is one error line here, not one per worker
+    plan = RacePlan(
+        name=args.name,
+        strategies=tuple(args.strategies),
+        pruning=tuple(p == "on" for p in args.pruning),
+        seeds=args.seeds,
+        trials=args.trials,
+        epochs=args.epochs,
+        reduced=args.reduced,
+        grid_points=args.grid_points,
+    )
+    storage = open_storage(config.storage_url)
+    started = time.perf_counter()
+    workers = start_race(plan, config.storage_url, config.data_path, storage, workers=args.workers)
+    reported = -1
+    try:
+        while any(w.alive() for w in workers):
+            for w in workers:
+                w.renew()
+                w.poll()
+            progress = race_progress(plan, storage)
+            if not args.json and progress.finished_trials != reported:
+                reported = progress.finished_trials
+                print(
+                    f"race '{plan.name}': {progress.finished_trials}/{progress.target_trials} trials, "
+                    f"{progress.epochs_spent:,}/{progress.estimated_epochs:,} epochs, "
+                    f"{time.perf_counter() - started:.0f}s",
+                    flush=True,
+                )
+            time.sleep(0.5)
+    except (KeyboardInterrupt, SystemExit):
+        for w in workers:
+            w.stop()
+        print(f"stopped; run the same command again to resume race '{plan.name}'", file=sys.stderr)
+        return 130
+    seconds = time.perf_counter() - started
+    for w in workers:
+        w.poll()
+    errors = [w.error for w in workers if w.error]
+    if errors:
+        print(f"error: a race worker failed: {errors[0]}", file=sys.stderr)
+        return 1
+    analysis = analyze_race(plan, storage, target=args.target)
+    rows = table_rows(analysis)
+    if args.json:
+        _print_json(
+            {"race": plan.to_dict(), "seconds": seconds, "target": analysis.target, "table": rows,
+             "runs": analysis.runs.to_dict(orient="records"), "summary": analysis.text}
+        )  # fmt: skip
+        return 0
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(row[c])) for row in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+    print("\n".join(analysis.text))
+    print(f"{seconds:.1f}s with {len(workers)} worker(s)" if workers else "already complete: read from the storage")
+    return 0
+
+
 def _fetch(args: argparse.Namespace) -> int:
     path = fetch_dataset(settings(args.data).data_path)
     print(f"data set ready at {path}")
@@ -171,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return {"train": _train, "study": _study, "fetch-data": _fetch}[args.command](args)
+        return {"train": _train, "study": _study, "race": _race, "fetch-data": _fetch}[args.command](args)
     except (DatasetError, ConfigError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
