@@ -1,6 +1,330 @@
-"""Results."""
+"""Results: review any saved study with Optuna's plots, explained; its trials; and compare studies.
 
+Read only: this page never creates a study, sets an attr or reaps a trial. Finished trials are loaded
+once per study state (cache keyed by storage, study and trial counts); a running study refreshes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import optuna
+import pandas as pd
 import streamlit as st
 
+from fetal_core import review
+from pages.common import app_settings, configured_storage, current_dataset
+from pages.results_plots import (
+    PLOTS,
+    compare_figures,
+    compare_finding,
+    contour_figure,
+    curve_figure,
+    study_figure,
+)
+
+LIVE_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What the page shows of one study at one moment."""
+
+    key: tuple  # (storage url, name, study id, finished count); None-free, identifies the finished trials
+    trials: list[optuna.trial.FrozenTrial]
+    study: optuna.Study  # an in-memory copy for the plots
+    maximize: bool
+    attrs: dict
+    running: int
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _open_upload(digest: str, _data: bytes):
+    return review.open_study_file(_data)
+
+
+@st.cache_resource(show_spinner="Loading trials…", max_entries=12)
+def _finished_view(url: str, name: str, study_id: int, n_finished: int, _storage) -> StudyView:
+    """The finished trials (immutable once finished), loaded once per (storage, study, finished count)."""
+    trials = review.load_trials(_storage, study_id)
+    maximize = _storage.get_study_directions(study_id)[0] == optuna.study.StudyDirection.MAXIMIZE
+    attrs = _storage.get_study_user_attrs(study_id)
+    key = (url, name, study_id, n_finished)
+    return StudyView(key, trials, review.snapshot(trials, maximize, name), maximize, attrs, 0)
+
+
+def study_view(url: str, storage, name: str) -> StudyView:
+    """Finished trials from the cache; RUNNING trials (few) fresh on every call."""
+    state = review.study_state(storage, name)
+    finished = _finished_view(url, name, state.study_id, state.finished, storage)
+    if not state.running:
+        return finished
+    active = review.load_trials(storage, state.study_id, active_only=True)
+    trials = sorted(finished.trials + active, key=lambda t: t.number)
+    study = review.snapshot(trials, finished.maximize, name)
+    return StudyView(finished.key, trials, study, finished.maximize, finished.attrs, len(active))
+
+
+@st.cache_resource(show_spinner="Computing importances…", max_entries=16)
+def _importances(key: tuple, method: str, _view: StudyView) -> tuple[dict[str, float], str | None]:
+    finished = [t for t in _view.trials if t.state in review.FINISHED]
+    try:
+        return review.importances(review.snapshot(finished, _view.maximize), method), None
+    except review.ReviewError as err:
+        return {}, str(err)
+
+
+def _draw(kind: str, extra: tuple, view: StudyView, importances: dict):
+    if kind == "contour":
+        return contour_figure(view.study, *extra)
+    return study_figure(kind, view.study, importances)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _cached_draw(key: tuple, kind: str, extra: tuple, _view: StudyView, _importances: dict):
+    return _draw(kind, extra, _view, _importances)
+
+
+def figure(view: StudyView, kind: str, extra: tuple = (), importances: dict | None = None):
+    """A plot, cached per study state for finished studies (drawn afresh while trials run).
+
+    ``extra`` must identify everything else the figure depends on (contour pair, importance method).
+    """
+    if view.running:
+        return _draw(kind, extra, view, importances or {})
+    return _cached_draw(view.key, kind, extra, view, importances or {})
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _frame(key: tuple, running: int, _trials: list) -> pd.DataFrame:
+    return review.trials_frame(_trials)
+
+
+def trials_frame(view: StudyView) -> pd.DataFrame:
+    if view.running:
+        return review.trials_frame(view.trials)
+    return _frame(view.key, 0, view.trials)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def show_plot(view: StudyView, kind: str, finding: str | None, **figure_args) -> None:
+    """Title, how to read it, this study's finding, the plot."""
+    title, how = PLOTS[kind]
+    st.subheader(title)
+    st.caption(f"**How to read this.** {how}")
+    if finding:
+        st.info(finding, icon="🔎")
+    st.plotly_chart(figure(view, kind, **figure_args), key=f"plot_{kind}", config={"displaylogo": False})
+
+
+def plots_section(view: StudyView) -> None:
+    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in view.trials)
+    use_fanova = st.toggle("Use fANOVA for importances (slower)", key="results_fanova")
+    method = "fanova" if use_fanova else "ped-anova"
+    importances, problem = _importances(view.key + (complete,), method, view)
+    data = current_dataset()
+    facts = review.findings(view.trials, view.maximize, view.attrs, importances, data and data.null_accuracy)
+    if complete == 0:
+        st.warning(
+            "No trial of this study has completed, so plots of objective values are empty. "
+            + facts["history"]
+            + " The per-epoch curves and the timeline below still show what happened."
+        )
+        for kind in ("intermediate", "timeline"):
+            show_plot(view, kind, facts.get(kind))
+        return
+    for kind in ("history", "intermediate", "slice"):
+        show_plot(view, kind, facts.get(kind))
+    if problem:
+        st.subheader(PLOTS["importance"][0])
+        st.info(f"Importances are not available: {problem}")
+    else:
+        show_plot(view, "importance", facts.get("importance"), extra=(method,), importances=importances)
+    show_plot(view, "parallel", facts.get("parallel"))
+    contour_section(view, list(importances) or sorted({p for t in view.trials for p in t.params}))
+    for kind in ("edf", "timeline"):
+        show_plot(view, kind, facts.get(kind))
+
+
+def contour_section(view: StudyView, params: list[str]) -> None:
+    title, how = PLOTS["contour"]
+    st.subheader(title)
+    st.caption(f"**How to read this.** {how}")
+    if len(params) < 2:
+        st.info("A contour plot needs two parameters; this study has fewer.")
+        return
+    left, right = st.columns(2)
+    x = left.selectbox("x parameter", params, index=0, key="results_contour_x")
+    y = right.selectbox("y parameter", params, index=1, key="results_contour_y")
+    if x == y:
+        st.info("Choose two different parameters.")
+        return
+    st.info(review.contour_finding(view.trials, x, y, view.maximize), icon="🔎")
+    st.plotly_chart(figure(view, "contour", (x, y)), key="plot_contour", config={"displaylogo": False})
+
+
+def trials_section(view: StudyView, name: str) -> None:
+    frame = trials_frame(view)
+    if frame.empty:
+        st.info("This study has no trials yet.")
+        return
+    states = sorted(frame["state"].unique())
+    left, right = st.columns(2)
+    chosen = left.multiselect("States", states, default=states, key="results_states")
+    shown = frame[frame["state"].isin(chosen)]
+    values = frame["value"].dropna()
+    if len(values) and values.min() < values.max():
+        low, high = right.slider(
+            "Value range", float(values.min()), float(values.max()),
+            (float(values.min()), float(values.max())), key="results_value_range",
+        )  # fmt: skip
+        shown = shown[shown["value"].isna() | shown["value"].between(low, high)]
+    st.caption(f"{len(shown)} of {len(frame)} trials (click a column header to sort).")
+    st.dataframe(shown, hide_index=True, key="results_table", column_config={
+        "value": st.column_config.NumberColumn("value", format="%.2f"),
+        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+    })  # fmt: skip
+    st.download_button(
+        "Download trials as CSV", shown.to_csv(index=False).encode(), file_name=f"{name}_trials.csv",
+        mime="text/csv", on_click="ignore", key="results_csv",
+    )  # fmt: skip
+    if shown.empty:
+        return
+    numbers = shown["number"].tolist()
+    best = shown.loc[shown["value"].idxmax() if view.maximize else shown["value"].idxmin(), "number"] if (
+        shown["value"].notna().any()) else numbers[0]  # fmt: skip
+    number = st.selectbox("Trial detail", numbers, index=numbers.index(best), key="results_trial")
+    trial = next(t for t in view.trials if t.number == number)
+    left, right = st.columns([1, 2])
+    with left:
+        value = "–" if trial.value is None else f"{trial.value:.2f}"
+        st.markdown(f"**Trial {trial.number}**: {trial.state.name.lower()}, value {value}")
+        layers = review.architecture(trial)
+        if layers:
+            st.markdown("Architecture: " + " → ".join(["21 inputs", *map(str, layers), "3 classes"]))
+        st.dataframe(pd.DataFrame({"parameter": list(trial.params), "value": map(str, trial.params.values())}),
+                     hide_index=True)  # fmt: skip
+    with right:
+        curve = review.trial_curve(trial)
+        if curve.empty:
+            st.info("This trial reported no epochs.")
+        else:
+            st.plotly_chart(curve_figure(curve, f"Trial {trial.number}, per epoch"), key="plot_trial_curve")
+
+
+def compare_section(url: str, storage, rows: list[review.StudyRow], current: str) -> None:
+    names = [r.name for r in rows if r.objectives == 1]
+    st.caption("Choose two or more studies (e.g. TPE vs random, pruned vs not) to overlay their progress.")
+    default = [current] + [n for n in names if n != current][:1]
+    chosen = st.multiselect("Studies to compare", names, default=default, key="results_compare")
+    if len(chosen) < 2:
+        st.info("Choose at least two studies.")
+        return
+    curves = {}
+    for name in chosen:
+        view = study_view(url, storage, name)
+        curves[name] = (review.best_so_far(view.trials, view.maximize), review.edf(view.trials))
+    progress, distribution = compare_figures(curves)
+    st.info(compare_finding(curves), icon="🔎")
+    st.plotly_chart(progress, key="plot_compare_best")
+    st.caption("**How to read this.** Higher and earlier is better: the study whose line rises first found good "
+               "settings with fewer trials.")  # fmt: skip
+    st.plotly_chart(distribution, key="plot_compare_edf")
+    st.caption("**How to read this.** The curve further right (and lower) had more trials with high accuracy.")
+
+
+def review_study(url: str, storage, name: str, rows: list[review.StudyRow], live: bool) -> None:
+    """Everything about the chosen study; runs as a fragment polling every 2 s while trials run."""
+    try:
+        view = study_view(url, storage, name)
+    except review.ReviewError as err:
+        st.warning(str(err))
+        return
+    if live and not view.running:
+        st.rerun()  # the study finished: redraw once without polling
+    if view.running:
+        st.caption(f"🟢 {view.running} trial(s) running: this page refreshes every {LIVE_SECONDS} s.")
+    if not view.trials:
+        st.info(f"Study '{name}' has no trials yet. Start one on Part II, or come back while it runs.")
+        return
+    plots, table, compare = st.tabs(["Plots", "Trials", "Compare studies"], key="results_tab", on_change="rerun")
+    if plots.open:
+        with plots:
+            plots_section(view)
+    if table.open:
+        with table:
+            trials_section(view, name)
+    if compare.open:
+        with compare:
+            compare_section(url, storage, rows, name)
+
+
+live_review = st.fragment(run_every=LIVE_SECONDS)(review_study)
+
+
+# ---------------------------------------------------------------- page
+
+
+def choose_storage():
+    """(url, storage) of the lab's storage or of an uploaded study file; None when there is none."""
+    source = st.segmented_control(
+        "Studies from", ["Lab storage", "Upload a study file"], default="Lab storage", key="results_source",
+        required=True,
+    )  # fmt: skip
+    if source == "Lab storage":
+        url = app_settings().storage_url
+        try:
+            return url, configured_storage()
+        except Exception as err:  # a misconfigured storage: say so, do not crash
+            st.error(f"The configured study storage cannot be opened: {err}")
+            return None
+    upload = st.file_uploader("Optuna study file (.sqlite3 / .db)", type=["sqlite3", "db", "sqlite"],
+                              key="results_upload")  # fmt: skip
+    if upload is None:
+        st.caption("The file is copied to a temporary place and opened read-only; nothing is written to it.")
+        return None
+    data = upload.getvalue()
+    try:
+        return _open_upload(hashlib.sha256(data).hexdigest(), data)
+    except review.ReviewError as err:
+        st.error(f"Cannot open '{upload.name}': {err}")
+        return None
+
+
+def study_table(rows: list[review.StudyRow]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "study": r.name, "trials": r.trials, "complete": r.complete, "pruned": r.pruned, "failed": r.failed,
+        "running": r.running, "best": r.best_value, "started": r.started, "sampler": r.sampler or "–",
+        "pruner": r.pruner or "–",
+    } for r in rows])  # fmt: skip
+
+
 st.title("Results")
-st.info("Coming next: this page is being built.")
+st.caption("Review any saved study, during or after its run: Optuna's plots with what to look for, the trials, "
+           "and comparisons between studies.")  # fmt: skip
+chosen_storage = choose_storage()
+if chosen_storage is not None:
+    storage_url, storage = chosen_storage
+    try:
+        rows = review.list_studies(storage)
+    except Exception as err:
+        st.error(f"Cannot list the studies in this storage: {err}")
+        rows = None
+    if rows == []:
+        st.info("There are no studies in this storage yet. Run one on Part II (or with the CLI), then come back.")
+    elif rows:
+        st.dataframe(study_table(rows), hide_index=True, key="results_studies")
+        names = [r.name for r in rows]
+        preferred = st.session_state.get("results_study")
+        name = st.selectbox("Study to review", names, index=names.index(preferred) if preferred in names else 0,
+                            key="results_pick")  # fmt: skip
+        row = rows[names.index(name)]
+        if row.objectives != 1:
+            st.warning(f"Study '{name}' has {row.objectives} objectives; this page reviews single-objective studies.")
+        elif row.running:
+            live_review(storage_url, storage, name, rows, True)
+        else:
+            review_study(storage_url, storage, name, rows, False)

@@ -1,0 +1,494 @@
+"""Reviewing saved studies (no Streamlit): list studies, load trials, tables, curves, importances, findings.
+
+Everything here only reads a storage. Plots work on an in-memory copy of the trials (``snapshot``) so
+Optuna's plotting functions never touch the original storage, and an uploaded study file is opened as
+a validated temporary copy (``open_study_file``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import sqlite3
+import tempfile
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+class ReviewError(ValueError):
+    """A study or study file that cannot be reviewed, with the reason in one sentence."""
+
+
+# ---------------------------------------------------------------- studies in a storage
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    """One line of the study list."""
+
+    name: str
+    maximize: bool
+    objectives: int
+    trials: int
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    best_value: float | None
+    started: datetime | None
+    sampler: str | None
+    pruner: str | None
+    epochs: int | None
+
+
+@dataclass(frozen=True)
+class StudyState:
+    """What changes while a study runs: the cache key of its finished trials."""
+
+    study_id: int
+    trials: int
+    finished: int
+    running: int
+
+
+def _state_counts_sql(storage: RDBStorage, study_id: int | None = None) -> list[tuple]:
+    """Per (study, state): count, max and min objective-0 value, first start. One grouped query."""
+    from sqlalchemy import text
+
+    where = "" if study_id is None else "WHERE t.study_id = :sid"
+    query = text(
+        "SELECT t.study_id, t.state, COUNT(*), MAX(v.value), MIN(v.value), MIN(t.datetime_start) "
+        "FROM trials t LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+        f"{where} GROUP BY t.study_id, t.state"
+    )
+    with storage.engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(query, {} if study_id is None else {"sid": study_id})]
+
+
+def _state_counts_generic(storage: BaseStorage, study_id: int) -> list[tuple]:
+    rows: dict[str, list] = {}
+    for t in storage.get_all_trials(study_id, deepcopy=False):
+        row = rows.setdefault(t.state.name, [study_id, t.state.name, 0, None, None, None])
+        row[2] += 1
+        if t.values:
+            v = t.values[0]
+            row[3] = v if row[3] is None else max(row[3], v)
+            row[4] = v if row[4] is None else min(row[4], v)
+        if t.datetime_start is not None:
+            row[5] = t.datetime_start if row[5] is None else min(row[5], t.datetime_start)
+    return [tuple(r) for r in rows.values()]
+
+
+def _counts(storage: BaseStorage, study_id: int | None = None) -> dict[int, list[tuple]]:
+    by_study: dict[int, list[tuple]] = {}
+    if isinstance(storage, RDBStorage):
+        try:
+            for row in _state_counts_sql(storage, study_id):
+                by_study.setdefault(row[0], []).append(row)
+            return by_study
+        except Exception:  # an unexpected schema: fall back to Optuna's API
+            by_study.clear()
+    ids = [study_id] if study_id is not None else [s._study_id for s in storage.get_all_studies()]
+    for sid in ids:
+        by_study[sid] = _state_counts_generic(storage, sid)
+    return by_study
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def list_studies(storage: BaseStorage) -> list[StudyRow]:
+    """Every study in ``storage`` with trial counts by state, best value, start, and our recorded attrs."""
+    studies = storage.get_all_studies()
+    counts = _counts(storage)
+    rows = []
+    for s in studies:
+        maximize = s.directions[0] == StudyDirection.MAXIMIZE
+        by_state = {r[1]: r for r in counts.get(s._study_id, [])}
+        complete = by_state.get("COMPLETE")
+        best = None if complete is None else (complete[3] if maximize else complete[4])
+        starts = [_parse_time(r[5]) for r in by_state.values() if r[5] is not None]
+        attrs = s.user_attrs
+        epochs = attrs.get("epochs")
+        rows.append(
+            StudyRow(
+                name=s.study_name,
+                maximize=maximize,
+                objectives=len(s.directions),
+                trials=sum(r[2] for r in by_state.values()),
+                complete=by_state.get("COMPLETE", (0, 0, 0))[2],
+                pruned=by_state.get("PRUNED", (0, 0, 0))[2],
+                failed=by_state.get("FAIL", (0, 0, 0))[2],
+                running=by_state.get("RUNNING", (0, 0, 0))[2] + by_state.get("WAITING", (0, 0, 0))[2],
+                best_value=None if best is None else float(best),
+                started=min(starts) if starts else None,
+                sampler=attrs.get("sampler"),
+                pruner=attrs.get("pruner"),
+                epochs=int(epochs) if isinstance(epochs, int | float) else None,
+            )
+        )
+    return rows
+
+
+def study_state(storage: BaseStorage, name: str) -> StudyState:
+    """Trial counts of one study, cheaply (one grouped query on RDB storages)."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        raise ReviewError(f"study '{name}' is not in this storage (any more).") from None
+    rows = _counts(storage, study_id).get(study_id, [])
+    by_state = {r[1]: r[2] for r in rows}
+    finished = sum(by_state.get(s.name, 0) for s in FINISHED)
+    running = sum(by_state.get(s.name, 0) for s in ACTIVE)
+    return StudyState(study_id, sum(by_state.values()), finished, running)
+
+
+def load_trials(storage: BaseStorage, study_id: int, active_only: bool = False) -> list[FrozenTrial]:
+    """The study's trials sorted by number: finished ones, or (``active_only``) RUNNING/WAITING ones."""
+    states = ACTIVE if active_only else FINISHED
+    trials = storage.get_all_trials(study_id, deepcopy=False, states=states)
+    return sorted(trials, key=lambda t: t.number)
+
+
+def snapshot(trials: list[FrozenTrial], maximize: bool = True, name: str = "snapshot") -> optuna.Study:
+    """An in-memory study holding copies of ``trials``: what the plots read (never the real storage)."""
+    study = optuna.create_study(direction="maximize" if maximize else "minimize", study_name=name)
+    study.add_trials(trials)
+    return study
+
+
+# ---------------------------------------------------------------- an uploaded study file
+
+
+def open_study_file(data: bytes, folder: str | Path | None = None) -> tuple[str, RDBStorage]:
+    """Validate an uploaded ``.sqlite3``/``.db`` file and open a private copy of it.
+
+    Returns ``(sqlite URL of the copy, storage)``. The upload itself is never written to. Raises
+    ``ReviewError`` saying what is wrong: empty, not SQLite, corrupt, SQLite without Optuna's tables.
+    """
+    if not data:
+        raise ReviewError("the uploaded file is empty.")
+    if not data.startswith(SQLITE_HEADER):
+        raise ReviewError(
+            "the uploaded file is not an SQLite database (an Optuna study file starts with 'SQLite format 3')."
+        )
+    folder = Path(folder or Path(tempfile.gettempdir()) / "fetal_hpo_uploads")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}.sqlite3"
+    path.write_bytes(data)
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+            if connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise ReviewError("the uploaded SQLite file is damaged (its integrity check fails).")
+            tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as err:
+        raise ReviewError(f"the uploaded file is a damaged SQLite database ({err}).") from None
+    missing = {"studies", "trials", "trial_values", "version_info"} - tables
+    if missing:
+        raise ReviewError(
+            "the uploaded SQLite file is not an Optuna study storage (it has no "
+            f"{', '.join(sorted(missing))} table{'s' if len(missing) > 1 else ''})."
+        )
+    url = f"sqlite:///{path}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            storage = RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+            if storage.get_current_version() != storage.get_head_version():
+                storage.upgrade()  # the private copy only: an older Optuna's schema
+            storage.get_all_studies()
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ReviewError(f"the uploaded Optuna file cannot be read: {first}") from None
+    return url, storage
+
+
+# ---------------------------------------------------------------- trials as a table and as curves
+
+
+def architecture(trial: FrozenTrial) -> list[int]:
+    """Hidden layer widths: from the stored config, else from ``layer_i`` params."""
+    config = trial.user_attrs.get("config")
+    if isinstance(config, dict) and isinstance(config.get("hidden_layers"), list):
+        return [int(u) for u in config["hidden_layers"]]
+    layers = sorted((int(k[6:]), v) for k, v in trial.params.items() if k.startswith("layer_") and k[6:].isdigit())
+    return [int(v) for _, v in layers]
+
+
+def epochs_run(trial: FrozenTrial) -> int:
+    """How many epochs the trial reported (history, else intermediate values)."""
+    history = trial.user_attrs.get("history")
+    if isinstance(history, dict) and isinstance(history.get("epoch"), list):
+        return len(history["epoch"])
+    return len(trial.intermediate_values)
+
+
+def duration_seconds(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def _flat(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def trials_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
+    """One row per trial: number, state, value, duration, params, and user attrs flattened.
+
+    Our attrs become readable columns (architecture, epochs run, best/last epoch accuracy, balanced
+    accuracy); other scalar user attrs appear as ``user_<name>``; the bulky config/history are summarised.
+    """
+    rows = []
+    for t in trials:
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "value": t.value if t.values and len(t.values) == 1 else None,
+            "duration_s": duration_seconds(t),
+            "started": t.datetime_start,
+            "epochs_run": epochs_run(t),
+            "last_reported": t.intermediate_values[t.last_step] if t.last_step is not None else None,
+        }
+        layers = architecture(t)
+        row["architecture"] = "-".join(map(str, layers)) if layers else None
+        for name, value in t.params.items():
+            row[f"params_{name}"] = value
+        metrics = t.user_attrs.get("metrics")
+        if isinstance(metrics, dict):
+            for key in ("balanced_accuracy", "seconds"):
+                if isinstance(metrics.get(key), int | float):
+                    row[f"metrics_{key}"] = metrics[key]
+        for key, value in t.user_attrs.items():
+            if key not in ("config", "history", "metrics"):
+                row[f"user_{key}"] = _flat(value)
+        rows.append(row)
+    columns = ["number", "state", "value", "duration_s", "started", "epochs_run", "last_reported", "architecture"]
+    frame = pd.DataFrame(rows, columns=None if rows else columns)
+    return frame
+
+
+def trial_curve(trial: FrozenTrial) -> pd.DataFrame:
+    """Per-epoch curve: our ``history`` columns, else the intermediate values (plain Optuna studies)."""
+    history = trial.user_attrs.get("history")
+    if isinstance(history, dict) and history.get("epoch"):
+        lengths = {len(v) for v in history.values() if isinstance(v, list)}
+        if len(lengths) == 1:
+            return pd.DataFrame({k: v for k, v in history.items() if isinstance(v, list)})
+    steps = sorted(trial.intermediate_values)
+    return pd.DataFrame({"epoch": steps, "intermediate_value": [trial.intermediate_values[s] for s in steps]})
+
+
+def best_so_far(trials: list[FrozenTrial], maximize: bool = True) -> pd.DataFrame:
+    """Completed trials in order with the best value found so far (a study's progress curve)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    values = np.array([t.value for t in done], dtype=float)
+    best = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
+    return pd.DataFrame({"trial": [t.number for t in done], "completed": np.arange(1, len(done) + 1),
+                         "value": values, "best": best})  # fmt: skip
+
+
+def edf(trials: list[FrozenTrial]) -> pd.DataFrame:
+    """Empirical distribution of completed values: share of trials with a value at most ``value``."""
+    values = np.sort([t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None])
+    return pd.DataFrame({"value": values, "share": np.arange(1, len(values) + 1) / max(len(values), 1)})
+
+
+# ---------------------------------------------------------------- importances
+
+
+class FixedImportances(optuna.importance.BaseImportanceEvaluator):
+    """Hands already computed importances to ``plot_param_importances`` (compute once, plot many times)."""
+
+    def __init__(self, importances: dict[str, float]) -> None:
+        self.importances = dict(importances)
+
+    def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
+        return dict(self.importances)
+
+
+def importances(study: optuna.Study, method: str = "ped-anova") -> dict[str, float]:
+    """Normalised parameter importances, largest first: PED-ANOVA (Optuna 5's default) or fANOVA (slow).
+
+    Raises ``ReviewError`` when the study cannot support it (fewer than two completed trials, ...).
+    """
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    if len(complete) < 2:
+        raise ReviewError("parameter importances need at least two completed trials.")
+    if method == "fanova":
+        evaluator: optuna.importance.BaseImportanceEvaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    elif method == "ped-anova":
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    else:
+        raise ReviewError(f"importance method '{method}' is not 'ped-anova' or 'fanova'.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except Exception as err:  # too few distinct values, conditional params for fANOVA, ...
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ReviewError(f"importances could not be computed: {first}") from None
+    return dict(sorted(((k, float(v)) for k, v in result.items()), key=lambda kv: -kv[1]))
+
+
+# ---------------------------------------------------------------- findings, computed from the numbers
+
+
+def max_epochs(trials: list[FrozenTrial], study_attrs: dict | None = None) -> int:
+    """The planned epochs per trial: the study's ``epochs`` attr, else the longest trial seen."""
+    planned = (study_attrs or {}).get("epochs")
+    if isinstance(planned, int) and planned > 0:
+        return planned
+    return max((epochs_run(t) for t in trials), default=0)
+
+
+def epochs_saved(trials: list[FrozenTrial], study_attrs: dict | None = None) -> tuple[int, int]:
+    """(epochs saved by pruning, epochs actually trained): saved = sum over pruned of (max - run)."""
+    most = max_epochs(trials, study_attrs)
+    saved = sum(max(most - epochs_run(t), 0) for t in trials if t.state == TrialState.PRUNED)
+    trained = sum(epochs_run(t) for t in trials if t.state in FINISHED)
+    return saved, trained
+
+
+def top_trials(trials: list[FrozenTrial], fraction: float = 0.1, maximize: bool = True) -> list[FrozenTrial]:
+    """The best ``fraction`` of completed trials (at least one)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    done.sort(key=lambda t: t.value, reverse=maximize)
+    return done[: max(1, math.ceil(len(done) * fraction))] if done else []
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2g}" if abs(value) < 0.01 or abs(value) >= 1e4 else f"{value:.3g}"
+    return str(value)
+
+
+def findings(
+    trials: list[FrozenTrial],
+    maximize: bool = True,
+    study_attrs: dict | None = None,
+    param_importances: dict[str, float] | None = None,
+    null_accuracy: float | None = None,
+) -> dict[str, str]:
+    """One plain-language sentence per plot, computed from this study's trials."""
+    out: dict[str, str] = {}
+    states = Counter(t.state for t in trials)
+    n_done = states[TrialState.COMPLETE]
+    progress = best_so_far(trials, maximize)
+    if n_done == 0:
+        out["history"] = (
+            f"No trial has completed yet ({states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed), "
+            "so there is no objective value to plot."
+        )
+    else:
+        best = progress["best"].iloc[-1]
+        reached = int(progress.loc[progress["value"] == best, "trial"].iloc[0])
+        since = int(progress["completed"].iloc[-1] - progress.loc[progress["trial"] == reached, "completed"].iloc[0])
+        text = (
+            f"Best value {best:.2f} was reached by trial #{reached}; {since} completed trials since have not beaten it."
+        )
+        if null_accuracy is not None:
+            text += f" The null accuracy (always guessing 'normal') is {null_accuracy:.1f}%."
+        out["history"] = text
+    saved, trained = epochs_saved(trials, study_attrs)
+    n_pruned = states[TrialState.PRUNED]
+    if n_pruned:
+        share = 100 * saved / (saved + trained) if saved + trained else 0
+        out["intermediate"] = (
+            f"{n_pruned} trials were pruned, saving {saved:,} epochs of training ({share:.0f}% of what running "
+            f"every trial to {max_epochs(trials, study_attrs)} epochs would have cost)."
+        )
+    else:
+        out["intermediate"] = "No trial was pruned: every trial trained to the end (was a pruner used?)."
+    if param_importances:
+        name, share = next(iter(param_importances.items()))
+        least = list(param_importances)[-1]
+        out["importance"] = (
+            f"'{name}' matters most ({100 * share:.0f}% of the importance); '{least}' matters least "
+            f"({100 * param_importances[least]:.0f}%)."
+        )
+    top = top_trials(trials, 0.1, maximize)
+    lrs = [t.params["learning_rate"] for t in top if isinstance(t.params.get("learning_rate"), int | float)]
+    if lrs:
+        out["slice"] = (
+            f"The top {len(top)} trial{'s' if len(top) > 1 else ''} (best 10%) used learning rates "
+            f"from {_fmt(min(lrs))} to {_fmt(max(lrs))}."
+        )
+    elif top:
+        out["slice"] = f"The best trial (#{top[0].number}) used: " + ", ".join(
+            f"{k}={_fmt(v)}" for k, v in top[0].params.items()
+        )
+    optimizers = Counter(t.params.get("optimizer") for t in top if "optimizer" in t.params)
+    if optimizers:
+        name, count = optimizers.most_common(1)[0]
+        out["parallel"] = (
+            f"{count} of the top {len(top)} trials used {name}; follow their lines to see what else they share."
+        )
+    values = edf(trials)["value"]
+    if len(values):
+        median = float(np.median(values))
+        text = f"Half of the completed trials scored {median:.2f} or less"
+        if null_accuracy is not None:
+            text += f"; {100 * float(np.mean(values <= null_accuracy)):.0f}% did no better than the null accuracy"
+        out["edf"] = text + "."
+    durations = [d for d in (duration_seconds(t) for t in trials) if d is not None]
+    if durations:
+        out["timeline"] = (
+            f"{len(durations)} finished trials took {np.mean(durations):.1f} s on average; at most "
+            f"{max_parallel(trials)} ran at the same time."
+        )
+    return out
+
+
+def max_parallel(trials: list[FrozenTrial]) -> int:
+    """The largest number of trials that were running at the same moment (how many workers)."""
+    events = []
+    for t in trials:
+        if t.datetime_start is not None:
+            events.append((t.datetime_start, 1))
+            if t.datetime_complete is not None:
+                events.append((t.datetime_complete, -1))
+    running = peak = 0
+    for _, step in sorted(events, key=lambda e: (e[0], e[1])):
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def contour_finding(trials: list[FrozenTrial], x: str, y: str, maximize: bool = True) -> str:
+    """Where the best trials sit for one parameter pair."""
+    top = [t for t in top_trials(trials, 0.1, maximize) if x in t.params and y in t.params]
+    if not top:
+        return f"No completed trial has both '{x}' and '{y}'."
+    xs = [t.params[x] for t in top]
+    ys = [t.params[y] for t in top]
+
+    def span(values: list) -> str:
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            return f"{_fmt(min(values))}..{_fmt(max(values))}"
+        return ", ".join(sorted({str(v) for v in values}))
+
+    return f"The best 10% of trials lie at {x} {span(xs)} and {y} {span(ys)}: look for the dark region there."
