@@ -1,0 +1,315 @@
+"""Part I's logic without Streamlit: choices for the widgets, the shareable link, run records, the curve
+reading, the "what changed" view and the runnable script of a run.
+
+A run record is a plain dict (it lives in ``st.session_state["manual_runs"]`` and Part II reads it):
+``TrainResult.to_dict()`` (config, history, final/best/balanced accuracy, confusion matrix, per-class
+recall, stopped_early, null_accuracy, seconds) plus ``number``, ``label`` and ``waited_seconds``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+from .training import OPTIMIZERS, ConfigError, TrainConfig, TrainResult
+
+
+def _log_grid(low_exponent: int, high_exponent: int) -> tuple[float, ...]:
+    """1, 2, 5 per decade from 10**low to 10**high (inclusive), rounded so they print cleanly."""
+    values = [float(f"{m}e{e}") for e in range(low_exponent, high_exponent) for m in (1, 2, 5)]
+    return (*values, float(f"1e{high_exponent}"))
+
+
+LEARNING_RATES = _log_grid(-5, 0)  # 1e-5 ... 1 (the notebook's default is 1)
+WEIGHT_DECAYS = (0.0, *_log_grid(-5, 0))  # 0, 1e-5 ... 1
+MAX_LAYERS = 6
+MAX_UNITS = 512
+MAX_EPOCHS = 2000
+MAX_BATCH = 2048
+QUERY_KEYS = {  # short URL key -> TrainConfig field
+    "hl": "hidden_layers", "bs": "batch_size", "opt": "optimizer", "lr": "learning_rate",
+    "wd": "weight_decay", "sch": "scheduler", "ep": "epochs", "seed": "seed", "std": "standardize",
+}  # fmt: skip
+LABELS = {
+    "hidden_layers": "hidden layers", "batch_size": "batch size", "optimizer": "optimiser",
+    "learning_rate": "learning rate", "weight_decay": "weight decay", "scheduler": "cosine scheduler",
+    "epochs": "epochs", "seed": "seed", "standardize": "standardised features",
+}  # fmt: skip
+
+
+def format_rate(value: float) -> str:
+    """A learning rate or weight decay as people write it: 0, 1, 0.5, 0.02, 1e-3, 3.47e-4."""
+    if value == 0:
+        return "0"
+    if value >= 0.01:
+        return f"{value:g}"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def rate_choices(grid: Sequence[float], current: float) -> list[float]:
+    """The log grid plus ``current`` when it is off the grid (e.g. a value Optuna found)."""
+    return sorted({*grid, float(current)})
+
+
+def parse_hidden_layers(text: str) -> tuple[int, ...]:
+    """Read "15, 10" (commas, spaces or dashes) into layer widths; raise ConfigError saying what is wrong."""
+    parts = [p for p in re.split(r"[,\s;\-]+", str(text).strip()) if p]
+    if not parts:
+        raise ConfigError("hidden layers: give at least one width, e.g. '15, 10'.")
+    if len(parts) > MAX_LAYERS:
+        raise ConfigError(f"hidden layers: {len(parts)} layers given; use 1 to {MAX_LAYERS}.")
+    widths = []
+    for position, part in enumerate(parts, start=1):
+        if not part.isdigit():
+            raise ConfigError(f"hidden layers: layer {position} is '{part}', not a whole number.")
+        units = int(part)
+        if not 1 <= units <= MAX_UNITS:
+            raise ConfigError(f"hidden layers: layer {position} has {units} units; use 1 to {MAX_UNITS}.")
+        widths.append(units)
+    return tuple(widths)
+
+
+def format_layers(layers: Sequence[int]) -> str:
+    return ", ".join(str(int(u)) for u in layers)
+
+
+def config_to_query(config: TrainConfig) -> dict[str, str]:
+    """The config as short URL parameters (``?hl=15-10&bs=100&opt=Adam&lr=1&...``)."""
+    return {
+        "hl": "-".join(str(u) for u in config.hidden_layers),
+        "bs": str(config.batch_size),
+        "opt": config.optimizer,
+        "lr": repr(float(config.learning_rate)),
+        "wd": repr(float(config.weight_decay)),
+        "sch": "1" if config.scheduler else "0",
+        "ep": str(config.epochs),
+        "seed": str(config.seed),
+        "std": "1" if config.standardize else "0",
+    }
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use 1 or 0")
+
+
+def _parse_int(raw: str, low: int, high: int) -> int:
+    if not re.fullmatch(r"\d+", raw.strip()):
+        raise ValueError("not a whole number")
+    value = int(raw)
+    if not low <= value <= high:
+        raise ValueError(f"use {low} to {high}")
+    return value
+
+
+def _parse_optimizer(raw: str) -> str:
+    for name in OPTIMIZERS:
+        if name.lower() == raw.strip().lower():
+            return name
+    raise ValueError(f"use one of {', '.join(OPTIMIZERS)}")
+
+
+def _parse_rate(raw: str, allow_zero: bool) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("not a number") from None
+    if allow_zero and value == 0:
+        return 0.0
+    if not (math.isfinite(value) and 1e-5 <= value <= 1):
+        raise ValueError("use 0 or 1e-5 to 1" if allow_zero else "use 1e-5 to 1")
+    return value
+
+
+def config_from_query(params: Mapping[str, str], base: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """Apply valid URL parameters on top of ``base``; every bad one is ignored with a note (never an error)."""
+    values = base.to_dict()
+    notes = []
+    parsers = {
+        "hl": parse_hidden_layers,
+        "bs": lambda raw: _parse_int(raw, 1, MAX_BATCH),
+        "opt": _parse_optimizer,
+        "lr": lambda raw: _parse_rate(raw, allow_zero=False),
+        "wd": lambda raw: _parse_rate(raw, allow_zero=True),
+        "sch": _parse_bool,
+        "ep": lambda raw: _parse_int(raw, 1, MAX_EPOCHS),
+        "seed": lambda raw: _parse_int(raw, 0, 2**31 - 1),
+        "std": _parse_bool,
+    }
+    for key, raw in params.items():
+        if key not in parsers:
+            continue
+        try:
+            values[QUERY_KEYS[key]] = parsers[key](str(raw))
+        except (ValueError, ConfigError) as err:
+            reason = (str(err).split(": ", 1)[-1] if isinstance(err, ConfigError) else str(err)).rstrip(".")
+            notes.append(f"Ignored `{key}={str(raw)[:40]}` from the link ({LABELS[QUERY_KEYS[key]]}): {reason}.")
+    return TrainConfig.from_dict(values), notes
+
+
+def make_run_record(result: TrainResult, number: int, waited_seconds: float = 0.0) -> dict:
+    """The session's record of one finished or stopped run."""
+    record = result.to_dict()
+    record.update(number=number, label=f"Run {number}", waited_seconds=round(waited_seconds, 3))
+    return record
+
+
+def best_run(runs: Sequence[dict]) -> dict | None:
+    """The best run that trained all its epochs: highest final accuracy, then balanced accuracy."""
+    finished = [r for r in runs if not r["stopped_early"] and r["history"]]
+    if not finished:
+        return None
+    return max(finished, key=lambda r: (_finite(r["final_val_accuracy"]), _finite(r["balanced_accuracy"])))
+
+
+def _finite(value: float) -> float:
+    return value if isinstance(value, int | float) and math.isfinite(value) else -1.0
+
+
+def run_table(runs: Sequence[dict]) -> list[dict]:
+    """One row per run for the history table."""
+    rows = []
+    for run in runs:
+        config = run["config"]
+        rows.append(
+            {
+                "run": run["label"],
+                "hidden layers": format_layers(config["hidden_layers"]),
+                "batch": config["batch_size"],
+                "optimiser": config["optimizer"],
+                "lr": format_rate(config["learning_rate"]),
+                "weight decay": format_rate(config["weight_decay"]),
+                "scheduler": config["scheduler"],
+                "standardised": config["standardize"],
+                "epochs": f"{len(run['history'])}/{config['epochs']}",
+                "final acc %": round(run["final_val_accuracy"], 2),
+                "best acc %": round(run["best_val_accuracy"], 2),
+                "balanced acc %": round(run["balanced_accuracy"], 2),
+                "status": "stopped" if run["stopped_early"] else "finished",
+            }
+        )
+    return rows
+
+
+def _show(field: str, value) -> str:
+    if field in ("learning_rate", "weight_decay"):
+        return format_rate(value)
+    if field == "hidden_layers":
+        return format_layers(value)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def config_changes(before: dict, after: dict) -> list[dict]:
+    """The settings that differ between two runs' configs, in the form's order."""
+    changes = []
+    for field, label in LABELS.items():
+        old, new = before[field], after[field]
+        if field == "hidden_layers":
+            old, new = list(old), list(new)
+        if old != new:
+            changes.append({"setting": label, "before": _show(field, old), "after": _show(field, new)})
+    return changes
+
+
+def _back_and_forth(accuracy: Sequence[float]) -> float:
+    """Points per epoch the curve moves beyond its net change (0 for a steady rise), after the first 10 %."""
+    tail = [a for a in accuracy[max(2, len(accuracy) // 10) :] if math.isfinite(a)]
+    if len(tail) < 5:
+        return 0.0
+    travelled = sum(abs(b - a) for a, b in zip(tail, tail[1:]))
+    return (travelled - abs(tail[-1] - tail[0])) / (len(tail) - 1)
+
+
+def read_curve(run: dict) -> list[str]:
+    """Plain-language observations about a run's curve, only where the numbers make them clear."""
+    history = run["history"]
+    if not history:
+        return ["No epoch finished, so there is no curve to read."]
+    null = run["null_accuracy"]
+    accuracy = [h["val_accuracy"] for h in history]
+    losses = [h["train_loss"] for h in history]
+    val_losses = [h["val_loss"] for h in history]
+    final, best, epochs = accuracy[-1], max(accuracy), len(history)
+    notes = []
+    if not all(math.isfinite(v) for v in losses):
+        notes.append(
+            "The training loss overflowed (it became infinite or not a number): the steps are far too big. "
+            "Lower the learning rate."
+        )
+    predicted = [sum(column) for column in zip(*run.get("confusion_matrix") or [])]
+    only_one_class = bool(predicted) and sum(1 for p in predicted if p) == 1
+    if abs(final - null) <= 1.0 and (only_one_class or best - null <= 1.0):
+        notes.append(
+            f"Stuck at the null accuracy ({null:.1f}%): the model predicts only 'normal', which any "
+            "constant guess achieves. It learned nothing useful yet."
+        )
+    elif final < null - 1.0:
+        notes.append(f"Below the null accuracy ({null:.1f}%): worse than always answering 'normal'.")
+    if _back_and_forth(accuracy) >= 1.5:
+        notes.append(
+            "The accuracy jumps up and down from epoch to epoch: the learning rate may be too high "
+            "(or the batches too small)."
+        )
+    window = max(3, epochs // 5)
+    if epochs >= 2 * window and final > null + 1.0:
+        recent = sum(accuracy[-window:]) / window
+        earlier = sum(accuracy[-2 * window : -window]) / window
+        if max(recent, final) - earlier >= 1.0 and best - final <= 1.0:
+            notes.append("Still rising at the end: more epochs would probably help.")
+    if epochs >= 10 and all(math.isfinite(v) for v in val_losses + losses):
+        lowest = min(range(epochs), key=val_losses.__getitem__)
+        if lowest <= 0.7 * epochs and val_losses[-1] > 1.15 * val_losses[lowest] and losses[-1] < losses[lowest]:
+            notes.append(
+                f"The training loss kept falling while the validation loss rose after epoch {lowest + 1}: "
+                "the model is overfitting (learning the training rows by heart). Try more weight decay, "
+                "fewer epochs or a smaller network."
+            )
+    recalls = run.get("per_class_recall") or {}
+    if final > null + 1.0 and recalls and min(recalls.values()) < 50.0:
+        weakest = min(recalls, key=recalls.get)
+        notes.append(
+            f"The overall accuracy hides a weak class: only {recalls[weakest]:.0f}% of '{weakest}' cases "
+            "are found (see the balanced accuracy)."
+        )
+    if not notes and final > null + 5.0:
+        notes.append(f"The model learned well beyond the null accuracy ({final:.1f}% vs {null:.1f}%).")
+    return notes
+
+
+def runnable_script(run: dict) -> str:
+    """A short Python script that retrains ``run`` with fetal_core and prints its final accuracy."""
+    config = run["config"]
+    arguments = ",\n".join(
+        f"    {name}={tuple(value) if name == 'hidden_layers' else repr(value)}" for name, value in config.items()
+    )
+    return f'''"""Retrain {run["label"]} of the Fetal Health HPO Lab (Part I).
+
+The app reported a final validation accuracy of {run["final_val_accuracy"]:.2f}% after \
+{len(run["history"])} epoch(s). Run it from the lab's folder:
+    python {run["label"].lower().replace(" ", "_")}.py [path/to/fetal_health.csv]
+"""
+
+import sys
+
+from fetal_core.data import load_dataset, split_dataset
+from fetal_core.training import TrainConfig, train
+
+config = TrainConfig(
+{arguments},
+)
+EPOCHS_TRAINED = {len(run["history"])}  # fewer than config.epochs when the run was stopped early
+
+data = load_dataset(sys.argv[1] if len(sys.argv) > 1 else None)
+split = split_dataset(data, standardize=config.standardize)
+result = train(config, split, on_epoch=lambda metrics: metrics.epoch >= EPOCHS_TRAINED)
+print(f"final validation accuracy: {{result.final_val_accuracy:.2f}}%")
+print(f"balanced accuracy: {{result.final_balanced_accuracy:.2f}}%, null accuracy: {{result.null_accuracy:.2f}}%")
+'''

@@ -1,0 +1,235 @@
+"""Home and Part I through Streamlit's AppTest (the real app.py and pages, temporary data and storage paths)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fetal_core.data import split_dataset
+from fetal_core.manual import (
+    config_changes,
+    config_from_query,
+    config_to_query,
+    make_run_record,
+    parse_hidden_layers,
+    read_curve,
+    runnable_script,
+)
+from fetal_core.training import ConfigError, TrainConfig, train
+from tests.conftest import ROOT
+
+PART1 = "pages/part1_manual.py"
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path, data_path):
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", f"sqlite:///{tmp_path}/app.sqlite3")
+    monkeypatch.chdir(ROOT)
+
+
+def part1(query: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(PART1).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def train_good_config(at: AppTest, epochs: int = 200) -> None:
+    at.select_slider(key="part1_lr").set_value(1e-3)
+    at.select_slider(key="part1_wd").set_value(0.0)
+    at.toggle(key="part1_standardize").set_value(True)
+    at.number_input(key="part1_epochs").set_value(epochs)
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+
+
+def test_defaults_stay_at_null_accuracy_and_show_the_metrics(app_env, dataset):
+    at = part1()
+    assert at.text_input(key="part1_layers").value == "15, 10"
+    assert at.select_slider(key="part1_lr").value == 1.0  # the notebook's deliberately bad defaults
+    assert at.toggle(key="part1_standardize").value is False
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+
+    [run] = at.session_state["manual_runs"]
+    assert len(run["history"]) == 50 and not run["stopped_early"]
+    assert abs(run["final_val_accuracy"] - dataset.null_accuracy) <= 1.0
+    shown = metrics(at)
+    assert shown["Final accuracy"] == f"{run['final_val_accuracy']:.2f}%"
+    assert shown["Null accuracy"] == f"{dataset.null_accuracy:.2f}%"
+    assert {"Best accuracy", "Balanced accuracy"} <= shown.keys()
+    assert any("Stuck at the null accuracy" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) >= 2  # the run's curve and the history overlay
+    assert at.query_params["lr"] == "1.0" and at.query_params["hl"] == "15-10"
+
+
+def test_good_config_beats_85_and_history_keeps_both_runs(app_env):
+    at = part1()
+    at.button(key="part1_train").click().run()
+    train_good_config(at)
+
+    runs = at.session_state["manual_runs"]
+    assert [r["label"] for r in runs] == ["Run 1", "Run 2"]
+    assert runs[1]["final_val_accuracy"] > 85.0
+    assert runs[1]["config"]["optimizer"] == "Adam" and runs[1]["config"]["learning_rate"] == 1e-3
+    assert at.session_state["best_manual_run"]["label"] == "Run 2"
+    assert metrics(at)["Final accuracy"] == f"{runs[1]['final_val_accuracy']:.2f}%"
+    table = [d.value for d in at.dataframe if "run" in d.value.columns]
+    assert list(table[0]["run"]) == ["Run 1", "Run 2"]
+    changed = [d.value for d in at.dataframe if "setting" in d.value.columns][0]
+    assert set(changed["setting"]) == {"learning rate", "weight decay", "standardised features", "epochs"}
+    assert at.query_params["lr"] == "0.001" and at.query_params["std"] == "1"
+
+
+def test_link_settings_are_applied_and_bad_values_ignored_with_a_note(app_env):
+    at = part1({"lr": "0.01", "opt": "sgd", "hl": "32,16,8", "ep": "banana", "wd": "7"})
+    assert at.select_slider(key="part1_lr").value == 0.01
+    assert at.segmented_control(key="part1_optimizer").value == "SGD"
+    assert at.text_input(key="part1_layers").value == "32, 16, 8"
+    assert at.number_input(key="part1_epochs").value == 50
+    warnings = " ".join(w.value for w in at.warning)
+    assert "ep=banana" in warnings and "wd=7" in warnings
+
+
+def test_settings_handed_over_by_part2_are_loaded(app_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.session_state["load_into_part1"] = TrainConfig(
+        hidden_layers=(40, 20), optimizer="RMSprop", learning_rate=0.00347, weight_decay=0.0, epochs=30
+    ).to_dict()
+    at.switch_page(PART1).run()
+    assert not at.exception, at.exception
+    assert "load_into_part1" not in at.session_state
+    assert any("Loaded the settings from Part II" in s.value for s in at.success)
+    assert at.select_slider(key="part1_lr").value == pytest.approx(0.00347)  # off the grid, still selectable
+    assert at.text_input(key="part1_layers").value == "40, 20"
+    at.button(key="part1_train").click().run()
+    assert at.session_state["manual_runs"][0]["config"]["optimizer"] == "RMSprop"
+
+
+def test_invalid_hidden_layers_show_an_error_and_train_nothing(app_env):
+    at = part1()
+    at.text_input(key="part1_layers").set_value("15, ten")
+    at.button(key="part1_train").click().run()
+    assert not at.exception
+    assert any("layer 2 is 'ten'" in e.value for e in at.error)
+    assert at.session_state["manual_runs"] == []
+
+
+def test_a_full_server_makes_the_run_wait_for_a_free_slot(app_env):
+    from pages.manual_support import training_slots
+
+    at = part1()
+    slots = training_slots()
+    for _ in range(slots.capacity):
+        assert slots.semaphore.acquire(timeout=5)
+    releaser = threading.Timer(1.0, lambda: [slots.semaphore.release() for _ in range(slots.capacity)])
+    releaser.start()
+    try:
+        at.button(key="part1_train").click().run()
+    finally:
+        releaser.join()
+    [run] = at.session_state["manual_runs"]
+    assert run["waited_seconds"] >= 0.9 and len(run["history"]) == 50
+
+
+def test_an_interrupted_run_is_kept_as_stopped(app_env):
+    at = part1()
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 70.0 + e, "balanced_accuracy": 40.0,
+                "seconds": 0.01 * e} for e in (1, 2, 3)]  # fmt: skip
+    at.session_state["part1_live_run"] = {"config": TrainConfig(epochs=400).to_dict(), "history": history,
+                                          "number": 1, "null_accuracy": 77.8, "waited_seconds": 0.0}  # fmt: skip
+    at.run()
+    [run] = at.session_state["manual_runs"]
+    assert run["stopped_early"] and run["final_val_accuracy"] == 73.0 and run["best_val_accuracy"] == 73.0
+    assert "best_manual_run" not in at.session_state  # a stopped run is not a finished one
+    assert any("stopped after 3 of 400 epochs" in h.value for h in at.subheader)
+
+
+def test_bad_upload_shows_its_error_and_a_good_upload_makes_the_data_available(monkeypatch, tmp_path, data_path):
+    missing = tmp_path / "data" / "fetal_health.csv"
+    monkeypatch.setenv("FETAL_HPO_DATA", str(missing))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", f"sqlite:///{tmp_path}/app.sqlite3")
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception and any("No data set" in w.value for w in at.warning)
+
+    good = data_path.read_bytes()
+    header, first_row = good.decode().splitlines()[:2]
+    bad_cases = {
+        "empty.csv": (b"", "empty"),
+        "wrong.csv": (b"a,b\n1,2\n", "missing column"),
+        "text.csv": ((header + "\n" + first_row.replace(first_row.split(",")[0], "abc", 1) + "\n").encode(),
+                     "'abc' is not a number"),
+        "label.csv": (good.replace(b",1.0\n", b",7.0\n", 1), "labels must be 1"),
+    }  # fmt: skip
+    for name, (content, expected) in bad_cases.items():
+        at.file_uploader(key="home_upload").set_value((name, content, "text/csv")).run()
+        assert not at.exception, at.exception
+        assert any(expected in e.value for e in at.error), (name, [e.value for e in at.error])
+        assert not missing.exists()
+    at.switch_page(PART1).run()  # the app keeps working without data
+    assert not at.exception and any("no usable data set" in w.value for w in at.warning)
+
+    at.switch_page("pages/home.py").run()
+    at.file_uploader(key="home_upload").set_value(("fetal_health.csv", good, "text/csv")).run()
+    assert not at.exception, at.exception
+    assert missing.read_bytes() == good
+    assert any("Saved 'fetal_health.csv'" in s.value for s in at.success)
+    assert {m.label for m in at.metric} >= {"Rows", "Null accuracy"}
+    at.switch_page(PART1).run()
+    at.button(key="part1_train").click().run()
+    assert len(at.session_state["manual_runs"]) == 1
+
+
+def test_hidden_layers_and_link_parsing():
+    assert parse_hidden_layers("15, 10") == (15, 10) == parse_hidden_layers("15-10")
+    for text, message in (("", "at least one"), ("0", "use 1 to"), ("1,2,3,4,5,6,7", "7 layers")):
+        with pytest.raises(ConfigError, match=message):
+            parse_hidden_layers(text)
+    config = TrainConfig(hidden_layers=(7, 5, 3), optimizer="SGD", learning_rate=2e-5, weight_decay=0.0,
+                         scheduler=False, epochs=12, seed=3, standardize=True)  # fmt: skip
+    assert config_from_query(config_to_query(config), TrainConfig()) == (config, [])
+    assert [c["setting"] for c in config_changes(TrainConfig().to_dict(), config.to_dict())][:2] == [
+        "hidden layers", "optimiser"
+    ]  # fmt: skip
+
+
+def test_curve_reading_names_a_too_high_learning_rate(dataset):
+    split = split_dataset(dataset, standardize=True)
+    jumpy = make_run_record(train(TrainConfig(learning_rate=1.0, weight_decay=0.0, standardize=True), split), 1)
+    assert any("learning rate may be too high" in n for n in read_curve(jumpy)), read_curve(jumpy)
+    rising = make_run_record(train(TrainConfig(learning_rate=5e-4, weight_decay=0.0, standardize=True, scheduler=False,
+                                               epochs=60), split), 2)  # fmt: skip
+    assert any("more epochs" in n for n in read_curve(rising)), read_curve(rising)
+    steady = make_run_record(train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200),
+                                   split), 3)  # fmt: skip
+    assert not any("too high" in n or "Stuck" in n for n in read_curve(steady)), read_curve(steady)
+
+
+@pytest.mark.parametrize("stop_after", [None, 7])
+def test_downloaded_script_reproduces_the_run(tmp_path, dataset, data_path, stop_after):
+    config = TrainConfig(learning_rate=5e-3, weight_decay=1e-4, standardize=True, epochs=25, seed=5)
+    def on_epoch(metrics) -> bool:
+        return stop_after is not None and metrics.epoch >= stop_after
+
+    result = train(config, split_dataset(dataset, True), on_epoch)
+    run = make_run_record(result, 3)
+    script = tmp_path / "run_3.py"
+    script.write_text(runnable_script(run))
+    done = subprocess.run([sys.executable, str(script), str(data_path)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"final validation accuracy: {run['final_val_accuracy']:.2f}%" in done.stdout
+    assert len(run["history"]) == (stop_after or 25)
