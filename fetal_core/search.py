@@ -210,6 +210,16 @@ def _sqlite_path(url: str) -> Path | None:
     return None if rest in ("", ":memory:") else Path(rest)
 
 
+def _with_installed_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; use psycopg2 when only that is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
 def open_storage(
     url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS
 ) -> optuna.storages.BaseStorage:
@@ -235,6 +245,7 @@ def open_storage(
             return optuna.storages.journal.JournalStorage(backend)
         if url.startswith("redis://"):
             return optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+        rdb_url = url
         if url.startswith("sqlite:///"):
             path = _sqlite_path(url)
             engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
@@ -244,6 +255,7 @@ def open_storage(
                     connection.execute("PRAGMA journal_mode=WAL")
         elif url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
             engine_kwargs = {"pool_pre_ping": True}
+            rdb_url = _with_installed_postgres_driver(url)
         else:
             raise StorageError(
                 f"storage: '{url}' is not a supported URL (sqlite:///…, postgresql://…, mysql://…, "
@@ -252,7 +264,7 @@ def open_storage(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                rdb_url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
             )
         if url.startswith("sqlite:///"):
             from sqlalchemy import event

@@ -1,0 +1,293 @@
+"""Storages, interruption, study workers and many workers on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from fetal_core.search import (
+    SearchSpace,
+    StorageError,
+    StudyPlan,
+    open_storage,
+    reap_stale_trials,
+    run_study,
+)
+from fetal_core.workers import start_worker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = SearchSpace(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def states(study_name: str, storage) -> list[TrialState]:
+    return [t.state for t in optuna.load_study(study_name=study_name, storage=storage).trials]
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- storages
+
+
+def test_sqlite_storage_uses_wal_and_reloads_a_study(dataset, tmp_path):
+    path = tmp_path / "studies" / "s.sqlite3"  # the folder does not exist yet
+    url = f"sqlite:///{path}"
+    summary = run_study(StudyPlan(url, "wal", trials=3, epochs=2, space=SMALL), dataset, open_storage(url))
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    reloaded = optuna.load_study(study_name="wal", storage=url)  # a plain Optuna URL, fresh engine
+    assert len(reloaded.trials) == 3 and all(t.state == TrialState.COMPLETE for t in reloaded.trials)
+    assert reloaded.best_value == summary.best_value
+    assert reloaded.user_attrs["sampler"] == "tpe" and reloaded.user_attrs["epochs"] == 2
+    assert all(len(t.user_attrs["history"]["epoch"]) == 2 for t in reloaded.trials)
+
+
+def test_journal_file_storage_stores_and_reloads_a_study(dataset, tmp_path):
+    path = tmp_path / "journal" / "studies.log"
+    url = f"journal:///{path}"  # tmp_path is absolute: journal:////tmp/...
+    summary = run_study(StudyPlan(url, "journal", trials=3, epochs=2, space=SMALL), dataset, open_storage(url))
+    assert path.exists() and path.stat().st_size > 0
+
+    reloaded = optuna.load_study(study_name="journal", storage=open_storage(url))
+    assert [t.number for t in reloaded.trials] == [0, 1, 2]
+    assert reloaded.best_value == summary.best_value
+    assert reloaded.trials[0].user_attrs["config"]["hidden_layers"] == [
+        reloaded.trials[0].params["layer_0"],
+        reloaded.trials[0].params["layer_1"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("", "give an Optuna storage URL"),
+        ("   ", "give an Optuna storage URL"),
+        ("mongodb://127.0.0.1/x", "is not a supported URL"),
+        ("data/Fetal_Health.sqlite3", "is not a supported URL"),
+        ("sqlite:////dev/null/sub/x.sqlite3", "cannot open"),
+        ("postgresql://postgres@127.0.0.1:1/test", "Connection refused"),
+        ("postgresql://postgres@127.0.0.1:5432/no_such_database_fetal", 'database "no_such_database_fetal" does not'),
+    ],
+)
+def test_open_storage_rejects_bad_urls_in_one_line(url, reason, tmp_path):
+    with pytest.raises(StorageError) as caught:
+        open_storage(url)
+    message = str(caught.value)
+    assert reason in message
+    assert "\n" not in message
+    if url.strip():
+        assert url in message
+
+
+def test_open_storage_rejects_a_file_that_is_not_sqlite(tmp_path):
+    path = tmp_path / "notes.sqlite3"
+    path.write_text("this is not a database\n" * 100)
+    with pytest.raises(StorageError, match="cannot open") as caught:
+        open_storage(f"sqlite:///{path}")
+    assert "\n" not in str(caught.value)
+
+
+# ---------------------------------------------------------------- interruption
+
+
+class StreamlitLikeStop(BaseException):
+    """Like Streamlit's StopException: a BaseException that is not an Exception."""
+
+
+@pytest.mark.parametrize("interruption", [StreamlitLikeStop, SystemExit, KeyboardInterrupt])
+def test_a_base_exception_inside_a_trial_leaves_it_failed(dataset, sqlite_url, interruption):
+    calls = []
+
+    def raise_in_second_trial() -> bool:  # polled after every epoch, inside the trial
+        calls.append(1)
+        if len(calls) == 3 + 1 + 2:  # trial 0: 3 epochs, 1 poll between trials, trial 1: stop at epoch 2
+            raise interruption("stop")
+        return False
+
+    plan = StudyPlan(sqlite_url, "interrupted", trials=5, epochs=3, pruner="none", space=SMALL)
+    with pytest.raises(interruption):
+        run_study(plan, dataset, open_storage(sqlite_url), should_stop=raise_in_second_trial)
+
+    fresh = optuna.load_study(study_name="interrupted", storage=sqlite_url)  # the file is still readable
+    assert [t.state for t in fresh.trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert len(fresh.trials[1].user_attrs["history"]["epoch"]) == 2  # the curve so far is kept
+    summary = run_study(StudyPlan(sqlite_url, "interrupted", trials=1, epochs=3, space=SMALL), dataset)
+    assert summary.trials == 3 and summary.running == 0  # and the study can go on
+
+
+def test_should_stop_ends_the_study_without_a_running_trial(dataset, sqlite_url):
+    plan = StudyPlan(sqlite_url, "stopped", trials=5, epochs=3, space=SMALL)
+    summary = run_study(plan, dataset, open_storage(sqlite_url), should_stop=lambda: True)
+    assert summary.interrupted is True
+    assert summary.running == 0 and summary.trials == 1 and summary.failed == 1
+    assert states("stopped", sqlite_url) == [TrialState.FAIL]
+
+
+# ---------------------------------------------------------------- workers (spawn processes)
+
+
+def finished_count(study_name: str, url: str) -> int:
+    try:
+        return sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states(study_name, url))
+    except KeyError:  # the worker has not created the study yet
+        return 0
+
+
+def test_a_stopped_worker_leaves_no_running_trial_and_keeps_finished_ones(data_path, sqlite_url):
+    plan = StudyPlan(sqlite_url, "worker", trials=500, epochs=40, pruner="none", space=SMALL)
+    worker = start_worker(plan, data_path)
+    try:
+        wait_for(lambda: finished_count("worker", sqlite_url) >= 2, 60, "two finished trials")
+        worker.stop()
+    finally:
+        if worker.alive():
+            worker.process.kill()
+    assert worker.process.exitcode == 0, "the worker should stop cooperatively, not by a signal"
+    assert worker.error is None and worker.finished
+    after = states("worker", sqlite_url)
+    assert TrialState.RUNNING not in after
+    assert after.count(TrialState.COMPLETE) >= 2
+    assert len(after) < 500
+    assert worker.summaries and worker.summaries[-1].interrupted
+    assert worker.summaries[-1].trials == len(after)
+
+
+def test_a_worker_whose_lease_is_not_renewed_stops_by_itself(data_path, sqlite_url):
+    lease_seconds = 3.0
+    plan = StudyPlan(sqlite_url, "lease", trials=500, epochs=40, pruner="none", space=SMALL)
+    worker = start_worker(plan, data_path, lease_seconds=lease_seconds)
+    try:
+        # While its owner renews the lease, the worker keeps going past several lease periods.
+        deadline = time.monotonic() + 3 * lease_seconds
+        while time.monotonic() < deadline or finished_count("lease", sqlite_url) < 1:
+            worker.renew()
+            assert worker.alive(), f"the worker ended while its lease was renewed: {worker.error}"
+            time.sleep(0.3)
+            assert time.monotonic() < deadline + 60, "no trial finished in a minute"
+        last_renewal = time.monotonic()
+        worker.process.join(lease_seconds + 30)
+        stopped_after = time.monotonic() - last_renewal
+        assert not worker.alive(), "the worker kept running although nobody renewed its lease"
+    finally:
+        if worker.alive():
+            worker.process.kill()
+    assert stopped_after >= lease_seconds - 0.5
+    assert worker.process.exitcode == 0
+    worker.poll()
+    assert worker.error is None and worker.summaries and worker.summaries[-1].interrupted
+    assert TrialState.RUNNING not in states("lease", sqlite_url)
+
+
+# ---------------------------------------------------------------- PostgreSQL: many workers, killed workers
+
+
+def postgres_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+needs_postgres = pytest.mark.skipif(
+    not postgres_answers(), reason="no PostgreSQL server answers at 127.0.0.1:5432"
+)
+
+
+@pytest.fixture
+def postgres_study():
+    """A unique study name on the real server's `test` database, deleted afterwards."""
+    name = f"pytest-{uuid.uuid4().hex[:12]}"
+    yield name
+    try:
+        optuna.delete_study(study_name=name, storage=open_storage(POSTGRES_URL))
+    except KeyError:
+        pass
+
+
+def cli_study(study_name: str, data_path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "fetal_core", "study", "--storage", POSTGRES_URL, "--study-name", study_name,
+               "--data", str(data_path), *extra]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@needs_postgres
+def test_four_worker_processes_share_one_postgres_study(data_path, postgres_study):
+    workers = [
+        cli_study(postgres_study, data_path, "--trials", "10", "--epochs", "3", "--depth", "2", "--json")
+        for _ in range(4)
+    ]
+    outputs = []
+    try:
+        for worker in workers:
+            stdout, stderr = worker.communicate(timeout=240)
+            assert worker.returncode == 0, stderr
+            outputs.append(json.loads(stdout))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert [o["ran"] for o in outputs] == [10, 10, 10, 10]
+
+    trials = optuna.load_study(study_name=postgres_study, storage=open_storage(POSTGRES_URL)).trials
+    assert len(trials) == 40
+    assert sorted(t.number for t in trials) == list(range(40))
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), [t.state for t in trials]
+    assert max(o["trials"] for o in outputs) == 40  # the last one to finish saw all 40
+
+
+@needs_postgres
+def test_a_killed_worker_trial_is_failed_after_the_grace_period(data_path, postgres_study):
+    worker = cli_study(postgres_study, data_path, "--trials", "3", "--epochs", "10000", "--heartbeat", "1")
+    storage = open_storage(POSTGRES_URL)
+    try:
+
+        def running_trial_with_progress():
+            try:
+                trials = optuna.load_study(study_name=postgres_study, storage=storage).trials
+            except KeyError:
+                return None
+            assert worker.poll() is None, worker.stderr.read()
+            return next((t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values), None)
+
+        trial = wait_for(running_trial_with_progress, 60, "a RUNNING trial that has reported an epoch")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+        killed_at = time.monotonic()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.stdout.close()
+        worker.stderr.close()
+
+    # The reaper must use the worker's heartbeat settings (CLI --heartbeat 1: grace 3 s).
+    study = optuna.load_study(study_name=postgres_study, storage=open_storage(POSTGRES_URL, 1, 3))
+    reap_stale_trials(study)
+    if time.monotonic() - killed_at < 1.5:  # within the grace period the trial may still be alive
+        assert study.trials[trial.number].state == TrialState.RUNNING
+    time.sleep(max(0.0, killed_at + 3.5 - time.monotonic()))
+    reap_stale_trials(study)
+    assert study.trials[trial.number].state == TrialState.FAIL
+    assert [t.state for t in study.trials] == [TrialState.FAIL]
