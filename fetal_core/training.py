@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -32,6 +33,19 @@ class ConfigError(ValueError):
     """A training or search setting that cannot be used, naming the setting and its value."""
 
 
+def _whole_number(name: str, value: object) -> int:
+    """``value`` as an int (whole floats such as 100.0 from a table are fine), else a ConfigError."""
+    if isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer()):
+        return int(value)
+    raise ConfigError(f"{name}: {value!r} is not a whole number.")
+
+
+def _real_number(name: str, value: object) -> float:
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise ConfigError(f"{name}: {value!r} is not a number.")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every hyperparameter of one training run. Defaults are the notebook's deliberately bad ones."""
@@ -47,7 +61,14 @@ class TrainConfig:
     standardize: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden_layers", tuple(int(u) for u in self.hidden_layers))
+        if isinstance(self.hidden_layers, str | bytes) or not hasattr(self.hidden_layers, "__iter__"):
+            raise ConfigError(f"hidden_layers: {self.hidden_layers!r} is not a list of layer widths.")
+        widths = tuple(_whole_number(f"hidden_layers: layer {i}", u) for i, u in enumerate(self.hidden_layers))
+        object.__setattr__(self, "hidden_layers", widths)
+        for name in ("batch_size", "epochs", "seed"):
+            object.__setattr__(self, name, _whole_number(name, getattr(self, name)))
+        for name in ("learning_rate", "weight_decay"):
+            object.__setattr__(self, name, _real_number(name, getattr(self, name)))
         if not self.hidden_layers:
             raise ConfigError("hidden_layers: give at least one hidden layer width.")
         for i, units in enumerate(self.hidden_layers):
