@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = commands.add_parser("race", help="race search strategies over seeds (resumes a race of the same name)")
     r.add_argument("--name", required=True, help="race name (its studies are race:<name>:...)")
-    r.add_argument("--strategies", nargs="+", choices=SAMPLERS, default=["tpe", "random", "grid"])
+    r.add_argument("--strategies", nargs="+", choices=SAMPLERS, default=["tpe", "random"])
     r.add_argument("--pruning", nargs="+", choices=["on", "off"], default=["on"], help="median pruning on, off or both")
     r.add_argument("--seeds", type=_positive_int, default=3, help="repeats of every (strategy, pruning) run")
     r.add_argument("--trials", type=_positive_int, default=20, help="trials per run")

@@ -30,7 +30,6 @@ STRATEGY_NAMES = {"tpe": "TPE", "random": "random", "grid": "grid", "gp": "GP", 
 # The lesson-sized space: two hidden layers, Adam, cosine schedule; batch size, learning rate, weight
 # decay and the two widths are searched.
 REDUCED_SPACE = SearchSpace(depth=2, optimizers=("Adam",), scheduler=True)
-RESUME_SEED_STRIDE = 1000  # a topped-up run reseeds its sampler so it does not redraw its first points
 
 
 class RaceError(ConfigError):
@@ -69,12 +68,12 @@ class RacePlan:
     """Everything that defines a race; stored on each of its studies as the ``race`` user attr."""
 
     name: str
-    strategies: tuple[str, ...] = ("tpe", "random", "grid")
+    strategies: tuple[str, ...] = ("tpe", "random")
     pruning: tuple[bool, ...] = (True,)
     seeds: int = 3
     trials: int = 20
     epochs: int = 20
-    reduced: bool = True
+    reduced: bool = False
     grid_points: int = 3
 
     def __post_init__(self) -> None:
@@ -120,14 +119,14 @@ class RacePlan:
         """The cost before starting: runs x trials x epochs (pruning can only lower it)."""
         return sum(self.target_trials(run) for run in self.runs()) * self.epochs
 
-    def study_plan(self, run: RaceRun, storage_url: str, trials: int, seed_offset: int = 0) -> StudyPlan:
+    def study_plan(self, run: RaceRun, storage_url: str, trials: int) -> StudyPlan:
         return StudyPlan(
             storage_url=storage_url,
             study_name=run.study_name(self.name),
             trials=trials,
             sampler=run.strategy,
             pruner="median" if run.pruned else "none",
-            seed=run.seed + seed_offset,
+            seed=run.seed,
             epochs=self.epochs,
             space=self.space,
             grid_points=self.grid_points,
@@ -178,9 +177,10 @@ def _trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[Froze
 def prepare_race(plan: RacePlan, storage_url: str, storage: optuna.storages.BaseStorage) -> list[StudyPlan]:
     """Create (or check) the race's studies and return the study plans still to run.
 
-    A finished run is skipped; an interrupted one is topped up to ``target_trials`` with a reseeded
-    sampler. Raises ``RaceError`` if the name is taken by a race with other settings, or if a run still
-    has a RUNNING trial with a live heartbeat (the race is running somewhere else).
+    A finished run is skipped; an interrupted one is topped up to ``target_trials`` (``open_study``
+    reseeds its sampler so it does not redraw its first points). Raises ``RaceError`` if the name is
+    taken by a race with other settings, or if a run still has a RUNNING trial with a live heartbeat
+    (the race is running somewhere else).
     """
     stored = load_plan(plan.name, storage)
     if stored is not None and stored != plan:
@@ -195,6 +195,7 @@ def prepare_race(plan: RacePlan, storage_url: str, storage: optuna.storages.Base
         if "race" not in study.user_attrs:
             study.set_user_attr("race", plan.to_dict())
             study.set_user_attr("race_run", asdict(run))
+            study.set_user_attr("target_trials", plan.target_trials(run))  # the sidebar's progress line
         reap_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         running = [t.number for t in trials if t.state == TrialState.RUNNING]
@@ -206,7 +207,7 @@ def prepare_race(plan: RacePlan, storage_url: str, storage: optuna.storages.Base
         used = {TrialState.COMPLETE, TrialState.PRUNED} | ({TrialState.FAIL} if run.strategy == "grid" else set())
         remaining = plan.target_trials(run) - sum(t.state in used for t in trials)
         if remaining > 0:
-            todo.append(plan.study_plan(run, storage_url, remaining, RESUME_SEED_STRIDE * len(trials)))
+            todo.append(plan.study_plan(run, storage_url, remaining))
     return todo
 
 
