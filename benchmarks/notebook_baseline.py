@@ -110,3 +110,47 @@ def run(data, architecture, params, epochs=50, seed=42, report=None):
     model = get_model(data, architecture)
     training_batches, testing_batches = get_data(data, params["batch_size"])
     return train(model, training_batches, testing_batches, params, epochs, report)
+
+
+# ---------------------------------------------------------------- Part II: the define-by-run, pruned study
+
+
+def get_model_for_trial(data, trial):
+    """Part II's ``get_model(trial)``: the trial chooses the number of hidden layers, then each width."""
+    num_layers = trial.suggest_int("num_layers", 2, 4)
+    layers = []
+    in_features = len(data.drop(columns=["fetal_health"]).columns)
+    for layer in range(num_layers):
+        out_features = trial.suggest_int(f"layer_{layer}", 8, 256)
+        layers.append(nn.Linear(in_features, out_features))
+        layers.append(nn.LeakyReLU())
+        in_features = out_features
+    layers.append(nn.Dropout())
+    layers.append(nn.Linear(in_features, CLASSES))
+    return nn.Sequential(*layers)
+
+
+def make_objective(data, epochs=50):
+    """Part II's pruned objective. Adaptation: ``suggest_loguniform`` (removed) -> ``suggest_float(log=True)``."""
+    import optuna
+
+    def objective(trial):
+        params = {
+            "batch_size": trial.suggest_int("batch_size", 8, 128),
+            "optimizer": trial.suggest_categorical("optimizer", ["SGD", "Adam", "RMSprop"]),
+            "learning_rate": trial.suggest_float("learning_rate", 1e-5, 1e-1, log=True),
+            "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-1, log=True),
+            "scheduler": True if trial.suggest_int("scheduler", 0, 1) == 1 else False,
+        }
+        model = get_model_for_trial(data, trial)
+        training_batches, testing_batches = get_data(data, params["batch_size"])
+
+        def report(accuracy, epoch):  # the notebook's trial.report + should_prune after each epoch
+            trial.report(accuracy, epoch)
+            if trial.should_prune():
+                raise optuna.exceptions.TrialPruned()
+
+        history = train(model, training_batches, testing_batches, params, epochs, report)
+        return history[-1]
+
+    return objective

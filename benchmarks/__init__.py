@@ -1,0 +1,1 @@
+"""Timing runs that print numbers (not tests): `python -m benchmarks.engine`."""

@@ -1,0 +1,203 @@
+"""Engine benchmark: the notebook's training (its DataLoader over a per-sample Dataset) against ours
+(``fetal_core.training.train``), and the notebook's 30-trial TPE + MedianPruner study, in one run.
+
+    .venv/bin/python -m benchmarks.engine            # the full run (a few minutes)
+    .venv/bin/python -m benchmarks.engine --epochs 5 --skip-study   # a quick look
+
+Prints tables; it is not a test. Both sides use the same thread settings (``FETAL_HPO_TORCH_THREADS``,
+default 1, applied to torch and to BLAS), printed at the start. Targets (issue 2): >= 8x at batch 100,
+>= 6x for the study, mean accuracy over 5 seeds within 1.5 points.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from benchmarks import notebook_baseline as notebook
+from fetal_core.config import settings
+from fetal_core.data import Dataset, load_dataset, split_dataset
+from fetal_core.search import StudyPlan, open_storage, run_study
+from fetal_core.training import TrainConfig, train
+
+BATCH_SIZES = (8, 15, 100, 128)
+ARCHITECTURES = ((15, 10), (256, 256, 256))
+# A sensible configuration (the notebook's manual defaults, lr 1 and weight decay 1, diverge).
+TIMING_PARAMS = {"optimizer": "Adam", "learning_rate": 1e-3, "weight_decay": 1e-4, "scheduler": True}
+ACCURACY_BATCH = 32
+ACCURACY_SEEDS = range(5)
+TRAINING_TARGET, STUDY_TARGET, ACCURACY_TOLERANCE = 8.0, 6.0, 1.5
+
+
+def apply_threads() -> int:
+    """The same thread settings for both sides: ours reads them from the environment, so use those."""
+    threads = settings().torch_threads
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+    return threads
+
+
+def describe_threads(threads: int) -> str:
+    blas = ", ".join(f"{i['internal_api']}={i['num_threads']}" for i in threadpool_info()) or "none loaded"
+    return (
+        f"FETAL_HPO_TORCH_THREADS={threads}: torch intra-op {torch.get_num_threads()}, "
+        f"inter-op {torch.get_num_interop_threads()}, BLAS {blas}, DataLoader num_workers=0 (the notebook's)"
+    )
+
+
+class Stopwatch:
+    """Wall-clock and this process's CPU seconds (the machine may be shared: CPU time is the steadier one)."""
+
+    def __enter__(self) -> Stopwatch:
+        self.wall, self.cpu = -time.perf_counter(), -time.process_time()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.wall += time.perf_counter()
+        self.cpu += time.process_time()
+
+
+def notebook_run(frame, layers, batch_size: int, epochs: int, seed: int, params=TIMING_PARAMS) -> tuple:
+    with Stopwatch() as watch:
+        accuracy = notebook.run(frame, list(layers), {**params, "batch_size": batch_size}, epochs=epochs, seed=seed)
+    return watch, accuracy[-1]
+
+
+def our_run(data: Dataset, layers, batch_size: int, epochs: int, seed: int, params=TIMING_PARAMS) -> tuple:
+    with Stopwatch() as watch:
+        config = TrainConfig(hidden_layers=tuple(layers), batch_size=batch_size, epochs=epochs, seed=seed, **params)
+        result = train(config, split_dataset(data))
+    return watch, result.final_val_accuracy
+
+
+def training_section(frame, data: Dataset, epochs: int) -> None:
+    print(f"\n## Training: {epochs} epochs, {TIMING_PARAMS}, seed 42")
+    notebook_run(frame, ARCHITECTURES[0], 100, epochs, 42)  # warm-up on each side
+    our_run(data, ARCHITECTURES[0], 100, epochs, 42)
+    print(f"{'layers':<16}{'batch':>6}{'notebook s':>12}{'ours s':>10}{'ratio':>9}{'cpu ratio':>11}"
+          f"{'notebook acc':>14}{'ours acc':>10}")  # fmt: skip
+    for layers in ARCHITECTURES:
+        for batch_size in BATCH_SIZES:
+            theirs, their_acc = notebook_run(frame, layers, batch_size, epochs, 42)
+            ours, our_acc = our_run(data, layers, batch_size, epochs, 42)
+            ratio, cpu_ratio = theirs.wall / ours.wall, theirs.cpu / ours.cpu
+            flag = ""
+            if batch_size == 100:
+                flag = f"  target >= {TRAINING_TARGET:g}x: {'met' if ratio >= TRAINING_TARGET else 'MISSED'}"
+            print(
+                f"{str(list(layers)):<16}{batch_size:>6}{theirs.wall:>12.2f}{ours.wall:>10.3f}{ratio:>8.1f}x"
+                f"{cpu_ratio:>10.1f}x{their_acc:>13.2f}%{our_acc:>9.2f}%{flag}",
+                flush=True,
+            )
+
+
+def accuracy_section(frame, data: Dataset, epochs: int) -> None:
+    print(f"\n## Accuracy: mean final validation accuracy over seeds {list(ACCURACY_SEEDS)}, batch {ACCURACY_BATCH}")
+    print(f"null accuracy {data.null_accuracy:.2f}%; {TIMING_PARAMS}")
+    print(f"{'layers':<16}{'notebook mean':>14}{'(sd)':>7}{'ours mean':>11}{'(sd)':>7}{'difference':>12}")
+    for layers in ARCHITECTURES:
+        theirs = [notebook_run(frame, layers, ACCURACY_BATCH, epochs, seed)[1] for seed in ACCURACY_SEEDS]
+        ours = [our_run(data, layers, ACCURACY_BATCH, epochs, seed)[1] for seed in ACCURACY_SEEDS]
+        difference = statistics.mean(ours) - statistics.mean(theirs)
+        verdict = "within" if abs(difference) <= ACCURACY_TOLERANCE else "OUTSIDE"
+        print(
+            f"{str(list(layers)):<16}{statistics.mean(theirs):>13.2f}%{statistics.stdev(theirs):>7.2f}"
+            f"{statistics.mean(ours):>10.2f}%{statistics.stdev(ours):>7.2f}{difference:>+11.2f}  "
+            f"{verdict} {ACCURACY_TOLERANCE:g} points",
+            flush=True,
+        )
+
+
+def count_states(study: optuna.Study) -> tuple[int, int, int]:
+    states = [t.state for t in study.trials]
+    TrialState = optuna.trial.TrialState
+    return states.count(TrialState.COMPLETE), states.count(TrialState.PRUNED), states.count(TrialState.FAIL)
+
+
+def study_section(frame, data: Dataset, epochs: int, trials: int, folder: Path) -> None:
+    print(f"\n## Study: {trials} trials, TPE(seed 42) + MedianPruner, define-by-run depth, {epochs} epochs, SQLite")
+    # Ours: our storage (WAL) and our objective via run_study.
+    ours_url = f"sqlite:///{folder / 'ours.sqlite3'}"
+    plan = StudyPlan(ours_url, "Fetal_Health_Study", trials=trials, sampler="tpe", pruner="median", seed=42,
+                     epochs=epochs)  # fmt: skip
+    with Stopwatch() as ours_watch:
+        summary = run_study(plan, data, open_storage(ours_url))
+    ours_study = optuna.load_study(study_name="Fetal_Health_Study", storage=ours_url)
+    parameter_sets = [dict(t.params) for t in ours_study.trials]
+
+    # The notebook's: a plain study on a plain sqlite URL, replaying our parameter sets in order.
+    torch.manual_seed(notebook.RANDOM_SEED)
+    their_watch = Stopwatch().__enter__()
+    their_study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=notebook.RANDOM_SEED),
+        pruner=optuna.pruners.MedianPruner(),
+        study_name="Fetal_Health_Study",
+        storage=f"sqlite:///{folder / 'notebook.sqlite3'}",
+        load_if_exists=True,
+    )
+    for params in parameter_sets:
+        their_study.enqueue_trial(params)
+    their_study.optimize(notebook.make_objective(frame, epochs), n_trials=trials)
+    their_watch.__exit__()
+    same = [dict(t.params) for t in their_study.trials] == parameter_sets
+
+    their_complete, their_pruned, their_failed = count_states(their_study)
+    our_complete, our_pruned, our_failed = count_states(ours_study)
+    their_epochs = sum(len(t.intermediate_values) for t in their_study.trials)
+    our_epochs = sum(len(t.intermediate_values) for t in ours_study.trials)
+    ratio, cpu_ratio = their_watch.wall / ours_watch.wall, their_watch.cpu / ours_watch.cpu
+    print(f"same {trials} parameter sets on both sides: {'yes' if same else 'NO'}")
+    print(f"{'side':<10}{'seconds':>9}{'cpu s':>8}{'complete':>10}{'pruned':>8}{'failed':>8}{'epochs run':>12}"
+          f"{'best':>9}")  # fmt: skip
+    for side, watch, complete, pruned, failed, epochs_run, best in (
+        ("notebook", their_watch, their_complete, their_pruned, their_failed, their_epochs, their_study.best_value),
+        ("ours", ours_watch, our_complete, our_pruned, our_failed, our_epochs, summary.best_value),
+    ):
+        print(f"{side:<10}{watch.wall:>9.1f}{watch.cpu:>8.1f}{complete:>10}{pruned:>8}{failed:>8}{epochs_run:>12}"
+              f"{best:>8.2f}%")  # fmt: skip
+    print(
+        f"study ratio {ratio:.1f}x wall, {cpu_ratio:.1f}x cpu (target >= {STUDY_TARGET:g}x: "
+        f"{'met' if ratio >= STUDY_TARGET else 'MISSED'}); wall per epoch trained "
+        f"{their_watch.wall / their_epochs * 1000:.1f} ms vs {ours_watch.wall / our_epochs * 1000:.1f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--data", help="CSV path (default: $FETAL_HPO_DATA or data/fetal_health.csv)")
+    parser.add_argument("--skip-training", action="store_true")
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--skip-study", action="store_true")
+    args = parser.parse_args()
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = settings(args.data).data_path
+    data, frame = load_dataset(path), notebook.prepare(path)
+    threads = apply_threads()
+    print("# Engine benchmark: the notebook's DataLoader loop vs fetal_core.training.train")
+    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"optuna {optuna.__version__}, {platform.machine()}")  # fmt: skip
+    print(describe_threads(threads))
+    if not args.skip_training:
+        training_section(frame, data, args.epochs)
+    if not args.skip_accuracy:
+        accuracy_section(frame, data, args.epochs)
+    if not args.skip_study:
+        with tempfile.TemporaryDirectory(prefix="fetal-bench-") as folder:  # fresh study files
+            study_section(frame, data, args.epochs, args.trials, Path(folder))
+
+
+if __name__ == "__main__":
+    main()
