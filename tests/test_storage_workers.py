@@ -85,6 +85,7 @@ def test_journal_file_storage_stores_and_reloads_a_study(dataset, tmp_path):
         ("mongodb://127.0.0.1/x", "is not a supported URL"),
         ("data/Fetal_Health.sqlite3", "is not a supported URL"),
         ("sqlite:////dev/null/sub/x.sqlite3", "cannot open"),
+        ("journal:////dev/null/sub/studies.log", "Not a directory"),
         ("postgresql://postgres@127.0.0.1:1/test", "Connection refused"),
         ("postgresql://postgres@127.0.0.1:5432/no_such_database_fetal", 'database "no_such_database_fetal" does not'),
     ],
