@@ -157,7 +157,7 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
     open_part2(page, streamlit_server.url)
     cli = subprocess.Popen(
         [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", "cli_study",
-         "--trials", "6", "--epochs", "15", "--pruner", "none", "--data", str(data_path)],
+         "--trials", "6", "--epochs", "40", "--pruner", "none", "--data", str(data_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
