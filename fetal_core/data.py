@@ -112,7 +112,8 @@ def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
     except UnicodeDecodeError as err:
         raise DatasetError(f"'{name}' is not a CSV text file: byte {err.start} is not valid UTF-8 text.") from None
     try:
-        table = pd.read_csv(io.StringIO(text))
+        # Only an empty cell is missing: a cell reading "n/a", "NA" or "null" is reported with its text.
+        table = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
     except pd.errors.EmptyDataError:
         raise DatasetError(f"'{name}' is empty: it has no header and no rows.") from None
     except (pd.errors.ParserError, ValueError) as err:

@@ -158,6 +158,13 @@ def test_non_numeric_value_names_column_row_and_value(table):
     assert "'abc' is not a number" in message
 
 
+@pytest.mark.parametrize("text", ["n/a", "NA", "null", "NaN", "-"])
+def test_missing_value_markers_are_reported_with_their_text(table, text):
+    frame = table.astype({"histogram_mode": object})
+    frame.loc[4, "histogram_mode"] = text
+    assert f"column 'histogram_mode', row 6: '{text}' is not a number" in dataset_error(csv_bytes(frame))
+
+
 def test_decimal_comma_value_is_reported(table):
     raw = csv_bytes(table).decode().splitlines()
     fields = raw[1].split(",")
