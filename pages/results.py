@@ -78,7 +78,7 @@ def _importances(key: tuple, method: str, _view: StudyView) -> tuple[dict[str, f
 def _draw(kind: str, extra: tuple, view: StudyView, importances: dict):
     if kind == "contour":
         return contour_figure(view.study, *extra)
-    return study_figure(kind, view.study, importances)
+    return study_figure(kind, view.study, view.trials, importances)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)

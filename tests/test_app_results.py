@@ -1,0 +1,192 @@
+"""The Results page in Streamlit's AppTest on prepared studies: each renders or explains, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+from streamlit.testing.v1 import AppTest
+
+from benchmarks.results_render import build_study, synthetic_trials
+
+ROOT = Path(__file__).resolve().parent.parent
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_results(monkeypatch, data_path, url: str, study: str | None = None, tab: str | None = None) -> AppTest:
+    """The whole app (navigation, sidebar) on the Results page, with ``url`` as the configured storage."""
+    monkeypatch.setenv("FETAL_HPO_STORAGE", url)
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    if study is not None:
+        at.session_state["results_study"] = study  # how Part II preselects a study
+    if tab is not None:
+        at.session_state["results_tab"] = tab
+    at.run()
+    at.switch_page("pages/results.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def plain_study(url: str) -> None:
+    """Like the notebook's own Fetal_Health_Study: suggest + report from step 0, no user attrs."""
+    study = optuna.create_study(
+        storage=url,
+        study_name="Fetal_Health_Study",
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=42),
+        pruner=optuna.pruners.MedianPruner(),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("learning_rate", 1e-5, 1e-1, log=True)
+        layers = [trial.suggest_int(f"layer_{i}", 8, 256) for i in range(trial.suggest_int("num_layers", 2, 4))]
+        optimizer = trial.suggest_categorical("optimizer", ["SGD", "Adam", "RMSprop"])
+        accuracy = 0.0
+        for step in range(10):
+            accuracy = 80 + 10 * (1 - abs(lr - 0.003) ** 0.2) + step * 0.3 + (optimizer == "Adam") + layers[0] / 500
+            trial.report(accuracy, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return accuracy
+
+    study.optimize(objective, n_trials=12)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> str:
+    """A storage with two engine-shaped studies, a plain-Optuna one, an empty one, one with no completed trial."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('results')}/lab.sqlite3"
+    build_study(url, "tpe_study", synthetic_trials(24, seed=5), {"sampler": "tpe", "pruner": "median", "epochs": 50})
+    build_study(url, "random_study", synthetic_trials(12, seed=6), {"sampler": "random", "pruner": "none"})
+    plain_study(url)
+    optuna.create_study(storage=url, study_name="empty_study", direction="maximize")
+    dist = {"learning_rate": FloatDistribution(1e-5, 1e-1, log=True), "batch_size": IntDistribution(8, 128),
+            "optimizer": CategoricalDistribution(["SGD", "Adam"])}  # fmt: skip
+    params = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "Adam"}
+    failed = optuna.create_study(storage=url, study_name="failed_study", direction="maximize")
+    curve = {1: 70.0, 2: 71.0}
+    failed.add_trials([
+        create_trial(state=TrialState.PRUNED, params=params, distributions=dist, intermediate_values=curve),
+        create_trial(state=TrialState.FAIL, params=params, distributions=dist),
+    ])  # fmt: skip
+    return url
+
+
+def test_normal_study_shows_every_plot_explained(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study")
+    assert at.selectbox(key="results_pick").value == "tpe_study"
+    assert len(at.get("plotly_chart")) == 8
+    subheaders = [s.value for s in at.subheader]
+    for title in ("Optimisation history", "Intermediate values", "Slice plot", "Hyperparameter importances",
+                  "Parallel coordinates", "Contour", "Empirical distribution", "Timeline"):  # fmt: skip
+        assert any(s.startswith(title) for s in subheaders), title
+    assert texts(at.caption).count("How to read this") >= 8
+    findings = texts(at.info)
+    assert "matters most" in findings and "were pruned, saving" in findings and "learning rates from" in findings
+    studies = at.dataframe[0].value
+    assert set(studies["study"]) == {"tpe_study", "random_study", "Fetal_Health_Study", "empty_study", "failed_study"}
+    assert studies.set_index("study").loc["tpe_study", "sampler"] == "tpe"
+
+
+def test_contour_pair_switches_and_same_pair_explains(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study")
+    x, y = at.selectbox(key="results_contour_x"), at.selectbox(key="results_contour_y")
+    assert x.value != y.value
+    y.set_value("batch_size").run()
+    assert not at.exception
+    assert any("and batch_size" in i.value for i in at.info)
+    assert len(at.get("plotly_chart")) == 8
+    at.selectbox(key="results_contour_x").set_value("batch_size").run()
+    assert "Choose two different parameters." in texts(at.info)
+    assert len(at.get("plotly_chart")) == 7  # never all pairs; none for an invalid pair
+
+
+def test_trials_tab_table_filters_detail_and_csv(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study", tab="Trials")
+    table = at.dataframe[1].value
+    assert len(table) == 24 and {"state", "value", "duration_s", "params_learning_rate", "architecture"} <= set(table)
+    assert at.selectbox(key="results_trial").value == table.loc[table["value"].idxmax(), "number"]  # the best
+    at.multiselect(key="results_states").set_value(["PRUNED"]).run()
+    pruned = at.dataframe[1].value
+    assert 0 < len(pruned) < 24 and set(pruned["state"]) == {"PRUNED"}
+    assert at.get("download_button")[0].proto.url  # the CSV of the filtered trials is served
+    assert any("Architecture: 21 inputs →" in m.value for m in at.markdown)
+    assert len(at.get("plotly_chart")) == 1  # the per-epoch curve of the chosen trial
+
+
+def test_compare_tab_overlays_two_studies(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study", tab="Compare studies")
+    assert at.multiselect(key="results_compare").value == ["tpe_study", "random_study"]
+    assert len(at.get("plotly_chart")) == 2
+    assert "'tpe_study' reached" in texts(at.info) and "'random_study' reached" in texts(at.info)
+
+
+def test_plain_optuna_study_without_our_user_attrs(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="Fetal_Health_Study")
+    assert len(at.get("plotly_chart")) == 8
+    assert "Best value" in texts(at.info)
+    at.session_state["results_tab"] = "Trials"
+    at.run()
+    assert not at.exception
+    assert len(at.dataframe[1].value) == 12
+    assert len(at.get("plotly_chart")) == 1  # the curve from intermediate values
+
+
+def test_empty_study_explains(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="empty_study")
+    assert "has no trials yet" in texts(at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_study_with_only_failed_and_pruned_trials_explains(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="failed_study")
+    assert "No trial of this study has completed" in texts(at.warning)
+    assert len(at.get("plotly_chart")) == 2  # intermediate values and timeline still have something to show
+    at.session_state["results_tab"] = "Trials"
+    at.run()
+    assert not at.exception and len(at.dataframe[1].value) == 2
+
+
+def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path, tmp_path):
+    url = f"sqlite:///{tmp_path}/live.sqlite3"
+    build_study(url, "live", synthetic_trials(5, seed=7))
+    study = optuna.load_study(study_name="live", storage=url)
+    trial = study.ask()
+    trial.suggest_float("learning_rate", 1e-5, 1e-1, log=True)
+    trial.report(75.0, 1)
+    at = open_results(monkeypatch, data_path, url)
+    assert "1 trial(s) running: this page refreshes every 2 s" in texts(at.caption)
+    intermediate = at.get("plotly_chart")[1].proto.spec
+    assert "running (1)" in intermediate
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def test_empty_storage_and_corrupt_upload_explain(monkeypatch, data_path, tmp_path):
+    at = open_results(monkeypatch, data_path, f"sqlite:///{tmp_path}/none.sqlite3")
+    assert "no studies in this storage yet" in texts(at.info)
+    at.segmented_control(key="results_source").set_value("Upload a study file").run()
+    at.file_uploader(key="results_upload").upload("study.sqlite3", b"SQLite format 3\x00" + b"\x01" * 4096).run()
+    assert not at.exception
+    assert "Cannot open 'study.sqlite3': the uploaded file is a damaged SQLite database" in texts(at.error)
+    at.file_uploader(key="results_upload").clear().upload("notes.db", b"hello, not a database").run()
+    assert "not an SQLite database" in texts(at.error)
+
+
+def test_uploaded_study_file_opens_read_only(monkeypatch, data_path, tmp_path, lab):
+    original = Path(lab.removeprefix("sqlite:///"))
+    before = original.read_bytes()
+    at = open_results(monkeypatch, data_path, f"sqlite:///{tmp_path}/none.sqlite3")
+    at.segmented_control(key="results_source").set_value("Upload a study file").run()
+    at.file_uploader(key="results_upload").upload("lab.sqlite3", before).run()
+    assert not at.exception and not at.error
+    at.selectbox(key="results_pick").set_value("random_study").run()
+    assert len(at.get("plotly_chart")) == 8
+    assert original.read_bytes() == before
