@@ -75,8 +75,9 @@ def _seconds(trial: FrozenTrial, now: datetime) -> float | None:
 
 
 def progress(trials: list[FrozenTrial], target: int, run_started: float | None, now: float | None = None) -> Progress:
-    """n of N, elapsed since ``run_started`` (or the first trial), ETA from the mean trial duration of
-    this run divided by the trials running side by side, and the best value so far."""
+    """n of N; elapsed since ``run_started`` (or the first trial) until now, or until the last trial
+    ended when none is running; ETA from this run's mean trial duration divided by the trials running
+    side by side; the best value so far."""
     now = time.time() if now is None else now
     now_dt = datetime.fromtimestamp(now)
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start is not None]
@@ -84,6 +85,8 @@ def progress(trials: list[FrozenTrial], target: int, run_started: float | None, 
     this_run = [t for t in trials if t.datetime_start is not None and t.datetime_start.timestamp() >= begin - 1]
     durations = [_seconds(t, now_dt) for t in this_run if t.state in FINISHED]
     running = sum(t.state == TrialState.RUNNING for t in trials)
+    ends = [t.datetime_complete.timestamp() for t in this_run if t.datetime_complete is not None]
+    end = now if running or not ends else max(ends)  # the clock stops when the last trial ends
     remaining = max(0, target - finished_count(trials))
     eta = None
     if remaining == 0:
@@ -97,7 +100,7 @@ def progress(trials: list[FrozenTrial], target: int, run_started: float | None, 
         target=target,
         running=running,
         failed=sum(t.state == TrialState.FAIL for t in trials),
-        elapsed=max(0.0, now - begin),
+        elapsed=max(0.0, end - begin),
         eta=eta,
         best_value=None if best is None else best.value,
         best_number=None if best is None else best.number,
@@ -124,10 +127,10 @@ def trial_table(trials: list[FrozenTrial]) -> pd.DataFrame:
             {
                 "trial": t.number,
                 "state": t.state.name,
-                "value (%)": t.value,
+                "value (%)": None if t.value is None else round(t.value, 2),
                 "epochs": len(t.intermediate_values),
                 "params": ", ".join(f"{k}={_format_param(v)}" for k, v in t.params.items()),
-                "duration (s)": _seconds(t, now),
+                "duration (s)": None if t.datetime_start is None else round(_seconds(t, now), 1),
             }
         )
     columns = ["trial", "state", "value (%)", "epochs", "params", "duration (s)"]
@@ -168,7 +171,7 @@ def curves_figure(trials: list[FrozenTrial], epochs: int | None = None) -> go.Fi
             )
         )
     figure.update_layout(
-        title="Intermediate values: validation accuracy per epoch (pruned = dashed grey, cut short)",
+        title="Accuracy per epoch (pruned: dashed grey, cut short)",
         xaxis_title="epoch",
         yaxis_title="validation accuracy (%)",
         height=380,

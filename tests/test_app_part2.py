@@ -124,6 +124,8 @@ def test_live_helpers_progress_eta_and_cut_short_curves():
     assert (p.finished, p.running, p.failed, p.best_value, p.best_number) == (2, 1, 1, 90, 0)
     assert p.elapsed == pytest.approx(30)
     assert p.eta == pytest.approx(8 * 10)  # 8 remaining x 10 s mean, one trial at a time
+    done = trials[:3]  # nothing running: the clock stops at the last trial's end (t0 + 25)
+    assert live.progress(done, 3, run_started=t0, now=t0 + 500).elapsed == pytest.approx(25)
 
     curves = live.curves_figure(trials, epochs=4)
     assert len(curves.data) == 4  # the running trial's epochs so far are drawn too
