@@ -184,3 +184,34 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
     assert cli.returncode == 0, output
     assert rows_seen[-1] == 6, rows_seen
     assert len({r for r in rows_seen if r > 0}) >= 3, f"the page did not follow the CLI worker live: {rows_seen}"
+
+
+def test_closing_the_tab_stops_the_sessions_study(streamlit_server, chromium, tmp_path):
+    storage_url = f"sqlite:///{tmp_path}/app.sqlite3"
+    page = chromium.new_page(viewport={"width": 1400, "height": 1600})
+    open_part2(page, streamlit_server.url)
+    set_text(page, "p2_name", "closed_tab")
+    set_number(page, "p2_trials", 200)
+    set_number(page, "p2_epochs", 30)
+    page.locator(".st-key-p2_start button").first.click()
+    page.wait_for_selector(".st-key-p2_stop button", timeout=30_000)
+    deadline = time.monotonic() + 60
+    while not any(t.state == TrialState.RUNNING for t in trials_in(storage_url, "closed_tab")):
+        assert time.monotonic() < deadline, "the study never started"
+        time.sleep(0.5)
+    page.close()
+    closed = time.monotonic()
+    # Nobody renews the lease any more: the worker stops ~30 s later, failing its running trial.
+    while time.monotonic() - closed < 90:
+        trials = trials_in(storage_url, "closed_tab")
+        if not any(t.state == TrialState.RUNNING for t in trials):
+            break
+        time.sleep(1)
+    stopped_after = time.monotonic() - closed
+    count = len(trials)
+    time.sleep(5)
+    trials = trials_in(storage_url, "closed_tab")
+    assert not any(t.state == TrialState.RUNNING for t in trials), "the study kept running after the tab closed"
+    assert len(trials) == count, "new trials started after the worker should have stopped"
+    assert 20 <= stopped_after <= 75, f"stopped {stopped_after:.0f} s after the tab closed (lease: 30 s)"
+    assert sum(t.state in FINISHED for t in trials) < 200
