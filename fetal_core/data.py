@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,9 +235,16 @@ def save_upload(raw: bytes, destination: str | os.PathLike | None = None) -> Dat
     data = load_dataset(raw)
     path = Path(destination or settings().data_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".upload.tmp")
-    tmp.write_bytes(raw)
-    tmp.replace(path)
+    # A temp file of its own per call: two sessions uploading at once never move each other's half-written file.
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".upload")
+    try:
+        with os.fdopen(handle, "wb") as tmp:
+            os.fchmod(tmp.fileno(), 0o644)  # mkstemp's 0600 would make the data file private
+            tmp.write(raw)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
     return Dataset(features=data.features, labels=data.labels, source=path.name)
 
 

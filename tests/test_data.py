@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -262,6 +264,20 @@ def test_save_upload_never_writes_or_replaces_with_bad_data(tmp_path, data_path,
         save_upload(raw, destination)
     assert destination.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fetal_health.csv"]
+
+
+def test_concurrent_uploads_to_one_destination_all_succeed(tmp_path, data_path):
+    raw = data_path.read_bytes()
+    destination = tmp_path / "fetal_health.csv"
+
+    def upload_five_times(_):
+        for _ in range(5):
+            save_upload(raw, destination)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(upload_five_times, range(4)))  # re-raises any thread's error
+    assert destination.read_bytes() == raw
+    assert [p.name for p in tmp_path.iterdir()] == ["fetal_health.csv"]
 
 
 def test_fetch_dataset_copies_the_shared_file_and_keeps_a_valid_one(tmp_path, data_path):
