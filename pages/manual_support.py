@@ -22,7 +22,7 @@ from fetal_core.manual import best_run, config_changes, make_run_record, read_cu
 from fetal_core.training import TrainConfig, train
 
 RUNS_KEY, BEST_KEY, LIVE_KEY = "manual_runs", "best_manual_run", "part1_live_run"
-MIN_REDRAW_SECONDS = 0.1  # at most ~10 chart frames a second ...
+MIN_REDRAW_SECONDS = 0.05  # at most ~20 chart frames a second ...
 MAX_DRAW_SHARE = 0.1  # ... and drawing takes at most ~10 % of the run's time
 WAIT_POLL_SECONDS = 0.25
 

@@ -146,21 +146,22 @@ with chart_column:
 
 runs = session_runs()
 if not runs:
-    chart_column.caption("Press **Train** to start; the curve draws here while the network learns.")
-else:
-    latest = runs[-1]
-    with chart_column:
-        status.markdown(f"**{latest['label']}** · {len(latest['history'])} epoch(s) trained")
-        chart.plotly_chart(curve_figure(latest["history"], latest["null_accuracy"], latest["config"]["epochs"],
-                                        latest["label"]))  # fmt: skip
-    st.divider()
-    with st.container(key="part1_result"):
-        labels = [r["label"] for r in runs]
-        if st.session_state.get("part1_runs_seen") != len(runs):  # a new run: show it
-            st.session_state["part1_runs_seen"] = len(runs)
-            st.session_state["part1_detail_run"] = labels[-1]
-        chosen = st.selectbox("Show the details of", labels[::-1], key="part1_detail_run")
-        show_run(runs[labels.index(chosen)])
-    st.divider()
-    with st.container(key="part1_history"):
-        show_history(runs)
+    status.caption("Press **Train** to start; the curve draws here while the network learns.")
+    chart.plotly_chart(curve_figure([], data.null_accuracy, int(epochs), "No run yet"))
+    st.stop()
+
+latest = runs[-1]
+status.markdown(f"**{latest['label']}** · {len(latest['history'])} epoch(s) trained")
+latest_figure = curve_figure(latest["history"], latest["null_accuracy"], latest["config"]["epochs"], latest["label"])
+chart.plotly_chart(latest_figure)
+st.divider()
+with st.container(key="part1_result"):
+    labels = [r["label"] for r in runs]
+    if st.session_state.get("part1_runs_seen") != len(runs):  # a new run: show it
+        st.session_state["part1_runs_seen"] = len(runs)
+        st.session_state["part1_detail_run"] = labels[-1]
+    chosen = st.selectbox("Show the details of", labels[::-1], key="part1_detail_run")
+    show_run(runs[labels.index(chosen)])
+st.divider()
+with st.container(key="part1_history"):
+    show_history(runs)
