@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -258,7 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return {"train": _train, "study": _study, "race": _race, "fetch-data": _fetch}[args.command](args)
+        code = {"train": _train, "study": _study, "race": _race, "fetch-data": _fetch}[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe raises here, not at exit
+        return code
+    except BrokenPipeError:  # the reader left early (`... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (DatasetError, ConfigError, StorageError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -179,3 +179,16 @@ def test_bad_data_ends_with_one_line_and_no_traceback(runs, case, fragments):
     line = assert_one_line_error(runs[case], *fragments)
     assert runs[case].returncode == 1
     assert line.startswith("error: ")
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `python -m fetal_core train --json | head -c 20`: the pipe closes before the CLI writes.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FETAL_HPO_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fetal_core", "train", "--epochs", "2", "--json"], cwd=ROOT, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=180) == 1  # the broken pipe was met, and answered with a plain exit code
+    assert stderr == ""
