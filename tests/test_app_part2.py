@@ -68,8 +68,16 @@ def test_five_trial_tpe_study_with_pruning_runs_from_the_page(app):
     # the page shows the finished study and its best trial
     texts = " ".join(str(m.value) for m in at.markdown) + " ".join(str(s.value) for s in at.subheader)
     assert "Best trial" in texts
-    assert at.button(key="p2_use_best") is not None
     assert at.session_state["results_study"] == "apptest"
+    # "Use these settings in Part I": the best trial's TrainConfig goes to Part I, which opens
+    at.button(key="p2_use_best").click().run()
+    assert not at.exception, at.exception
+    assert any("Loaded the settings from Part II" in str(s.value) for s in at.success), [s.value for s in at.success]
+    loaded = at.session_state["part1_config"]  # Part I pops the hand-over and keeps the config here
+    best_config = study.best_trial.user_attrs["config"]
+    assert loaded["hidden_layers"] == best_config["hidden_layers"] and loaded["epochs"] == 4
+    assert loaded["learning_rate"] == pytest.approx(best_config["learning_rate"], rel=1e-3)
+    assert not [b for b in at.button if b.key == "p2_use_best"]  # we are on Part I now
 
 
 @pytest.mark.parametrize(
