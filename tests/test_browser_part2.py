@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -155,20 +156,23 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
     storage_url = f"sqlite:///{tmp_path}/app.sqlite3"  # what the streamlit_server fixture configured
     page = chromium.new_page(viewport={"width": 1400, "height": 2000})
     open_part2(page, streamlit_server.url)
+    # The instructor shares a study name; the page follows it before any worker has added a trial.
+    optuna.create_study(storage=open_storage(storage_url), study_name="cli_study", direction="maximize")
+    page.reload()
+    wait_idle(page)
+    page.locator(".st-key-p2_choice").click()
+    page.get_by_role("option", name="cli_study").click()
+    page.wait_for_selector(".st-key-p2_table", timeout=30_000)
+    deadline = time.monotonic() + 30
+    while not snapshot(page)["progress"].startswith("0 of"):
+        assert time.monotonic() < deadline, snapshot(page)
+        time.sleep(0.5)
     cli = subprocess.Popen(
         [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", "cli_study",
          "--trials", "6", "--epochs", "40", "--pruner", "none", "--data", str(data_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not trials_in(storage_url, "cli_study") and time.monotonic() < deadline:
-            time.sleep(0.5)
-        page.reload()
-        wait_idle(page)
-        page.locator(".st-key-p2_choice").click()
-        page.get_by_role("option", name="cli_study").click()
-        page.wait_for_selector(".st-key-p2_table", timeout=30_000)
         rows_seen, deadline = [], time.monotonic() + 120
         while time.monotonic() < deadline:
             time.sleep(1)
@@ -183,7 +187,8 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
     page.screenshot(path=str(artifacts / "part2_cli.png"), full_page=True)
     assert cli.returncode == 0, output
     assert rows_seen[-1] == 6, rows_seen
-    assert len({r for r in rows_seen if r > 0}) >= 3, f"the page did not follow the CLI worker live: {rows_seen}"
+    # An empty table reports one (placeholder) row, so look for the counts in between
+    assert len(set(rows_seen)) >= 3 and any(2 <= r < 6 for r in rows_seen), f"not followed live: {rows_seen}"
 
 
 def test_closing_the_tab_stops_the_sessions_study(streamlit_server, chromium, tmp_path):
@@ -202,16 +207,19 @@ def test_closing_the_tab_stops_the_sessions_study(streamlit_server, chromium, tm
     page.close()
     closed = time.monotonic()
     # Nobody renews the lease any more: the worker stops ~30 s later, failing its running trial.
-    while time.monotonic() - closed < 90:
+    # Stopped = no RUNNING trial and no new trial for 5 s (between two trials there is briefly none).
+    quiet_since, last_count, stopped_after = None, -1, None
+    while time.monotonic() - closed < 120:
         trials = trials_in(storage_url, "closed_tab")
-        if not any(t.state == TrialState.RUNNING for t in trials):
+        running = any(t.state == TrialState.RUNNING for t in trials)
+        if running or len(trials) != last_count:
+            quiet_since, last_count = None, len(trials)
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= 5:
+            stopped_after = quiet_since - closed
             break
-        time.sleep(1)
-    stopped_after = time.monotonic() - closed
-    count = len(trials)
-    time.sleep(5)
-    trials = trials_in(storage_url, "closed_tab")
-    assert not any(t.state == TrialState.RUNNING for t in trials), "the study kept running after the tab closed"
-    assert len(trials) == count, "new trials started after the worker should have stopped"
-    assert 20 <= stopped_after <= 75, f"stopped {stopped_after:.0f} s after the tab closed (lease: 30 s)"
+        time.sleep(0.5)
+    assert stopped_after is not None, "the study kept running after the tab closed"
+    assert 20 <= stopped_after <= 90, f"stopped {stopped_after:.0f} s after the tab closed (lease: 30 s)"
     assert sum(t.state in FINISHED for t in trials) < 200
