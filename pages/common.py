@@ -129,8 +129,3 @@ def worker_leases() -> None:
 def forget_dataset() -> None:
     """Drop the cached data set (after an upload replaced the file) so every page reads the new one."""
     _load.clear()
-
-
-def forget_dataset() -> None:
-    """Drop the cached data set (after an upload replaced the file) so every page reads the new one."""
-    _load.clear()
