@@ -174,18 +174,18 @@ def test_a_stopped_worker_leaves_no_running_trial_and_keeps_finished_ones(data_p
 
 
 def test_a_worker_whose_lease_is_not_renewed_stops_by_itself(data_path, sqlite_url):
-    lease_seconds = 3.0
+    lease_seconds = 4.0
     plan = StudyPlan(sqlite_url, "lease", trials=500, epochs=40, pruner="none", space=SMALL)
     worker = start_worker(plan, data_path, lease_seconds=lease_seconds)
     try:
-        # While its owner renews the lease, the worker keeps going past several lease periods.
+        # While its owner renews the lease, the worker keeps going past two lease periods.
         deadline = time.monotonic() + 2 * lease_seconds
         while time.monotonic() < deadline or finished_count("lease", sqlite_url) < 1:
             worker.renew()
+            last_renewal = time.monotonic()
             assert worker.alive(), f"the worker ended while its lease was renewed: {worker.error}"
             time.sleep(0.3)
             assert time.monotonic() < deadline + 60, "no trial finished in a minute"
-        last_renewal = time.monotonic()
         worker.process.join(lease_seconds + 30)
         stopped_after = time.monotonic() - last_renewal
         assert not worker.alive(), "the worker kept running although nobody renewed its lease"
