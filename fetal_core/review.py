@@ -395,7 +395,8 @@ def top_trials(trials: list[FrozenTrial], fraction: float = 0.1, maximize: bool 
     return done[: max(1, math.ceil(len(done) * fraction))] if done else []
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A number as a student would write it (3 significant digits, scientific when tiny or huge)."""
     if isinstance(value, float):
         return f"{value:.2g}" if abs(value) < 0.01 or abs(value) >= 1e4 else f"{value:.3g}"
     return str(value)
@@ -450,11 +451,11 @@ def findings(
     if lrs:
         out["slice"] = (
             f"The top {len(top)} trial{'s' if len(top) > 1 else ''} (best 10%) used learning rates "
-            f"from {_fmt(min(lrs))} to {_fmt(max(lrs))}."
+            f"from {format_value(min(lrs))} to {format_value(max(lrs))}."
         )
     elif top:
         out["slice"] = f"The best trial (#{top[0].number}) used: " + ", ".join(
-            f"{k}={_fmt(v)}" for k, v in top[0].params.items()
+            f"{k}={format_value(v)}" for k, v in top[0].params.items()
         )
     optimizers = Counter(t.params.get("optimizer") for t in top if "optimizer" in t.params)
     if optimizers:
@@ -503,7 +504,7 @@ def contour_finding(trials: list[FrozenTrial], x: str, y: str, maximize: bool = 
 
     def span(values: list) -> str:
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            return f"{_fmt(min(values))}..{_fmt(max(values))}"
+            return f"{format_value(min(values))}..{format_value(max(values))}"
         return ", ".join(sorted({str(v) for v in values}))
 
     return f"The best 10% of trials lie at {x} {span(xs)} and {y} {span(ys)}: look for the dark region there."

@@ -205,8 +205,8 @@ def trials_section(view: StudyView, name: str) -> None:
         layers = review.architecture(trial)
         if layers:
             st.markdown("Architecture: " + " → ".join(["21 inputs", *map(str, layers), "3 classes"]))
-        st.dataframe(pd.DataFrame({"parameter": list(trial.params), "value": map(str, trial.params.values())}),
-                     hide_index=True)  # fmt: skip
+        params = {"parameter": list(trial.params), "value": [review.format_value(v) for v in trial.params.values()]}
+        st.dataframe(pd.DataFrame(params), hide_index=True)
     with right:
         curve = review.trial_curve(trial)
         if curve.empty:

@@ -172,7 +172,7 @@ def test_importances_and_findings_are_computed_from_the_trials():
     top = review.top_trials(trials, 0.1)
     assert len(top) == -(-sum(t.state == TrialState.COMPLETE for t in trials) // 10)
     lrs = [t.params["learning_rate"] for t in top]
-    assert f"from {review._fmt(min(lrs))} to {review._fmt(max(lrs))}" in facts["slice"]
+    assert f"from {review.format_value(min(lrs))} to {review.format_value(max(lrs))}" in facts["slice"]
     saved, _ = review.epochs_saved(trials, {"epochs": 50})
     assert f"saving {saved:,} epochs" in facts["intermediate"]
     best = max(t.value for t in trials if t.value is not None)

@@ -1,0 +1,79 @@
+"""The Results page in real Chromium: every plot renders with data, the contour pair switches, the CSV downloads."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from benchmarks.results_render import build_study, synthetic_trials
+
+pytestmark = pytest.mark.browser
+# Per Plotly chart on the page: how many of its traces Plotly computed points for (0 = an empty plot).
+PLOT_TRACES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
+    e => (e.calcdata || []).filter(cd => cd && cd.length > 0).length)"""
+CONTOUR_AXES = """() => { const e = document.querySelector('.st-key-plot_contour .js-plotly-plot');
+    return e ? [e.layout.xaxis.title.text, e.layout.yaxis.title.text] : null; }"""
+
+
+@pytest.fixture
+def prepared_server(tmp_path, request):
+    """The storage the server will use holds a 30-trial study before the server (and the page) starts."""
+    build_study(f"sqlite:///{tmp_path}/app.sqlite3", "browser_study", synthetic_trials(30, seed=11))
+    return request.getfixturevalue("streamlit_server")
+
+
+def test_results_page_in_chromium(prepared_server, chromium, artifacts):
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(90_000)
+    try:
+        # Through st.navigation, as a student would: Home first, then the sidebar link. (A fresh server whose
+        # first request is /results runs pages/results.py as a legacy pages/ page, without app.py.)
+        page.goto(prepared_server.url)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        nav.get_by_text("Part I: manual tuning").wait_for()
+        nav.locator('a[href$="/results"]').click()
+        page.get_by_role("heading", name="Results").wait_for()
+        page.get_by_text("Hyperparameter importances").first.wait_for()
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 8")
+        page.wait_for_function(f"() => ({PLOT_TRACES})().every(n => n > 0)")
+        traces = page.evaluate(PLOT_TRACES)
+        assert len(traces) == 8 and all(n > 0 for n in traces), traces
+        assert page.locator(".stException").count() == 0
+
+        before = page.evaluate(CONTOUR_AXES)
+        x = page.locator(".st-key-results_contour_x input").input_value()
+        assert before is not None and x in before and len(set(before)) == 2
+        choose_y = page.locator(".st-key-results_contour_y input")
+        choose_y.click()
+        choose_y.fill("batch_size")
+        page.keyboard.press("Enter")
+        # Optuna orders the pair's axes by name; the drawn pair must now be exactly {x, batch_size}.
+        page.wait_for_function(
+            f"() => {{ const a = ({CONTOUR_AXES})(); return a && a.includes('batch_size') && a.includes('{x}'); }}"
+        )
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 8")
+        page.set_viewport_size({"width": 1400, "height": 9000})  # Streamlit scrolls inside the app, not the page
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(artifacts / "results_plots.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+        page.get_by_role("tab", name="Trials").click()
+        button = page.locator(".st-key-results_csv button")
+        button.wait_for()
+        with page.expect_download() as info:
+            button.click()
+        download = info.value
+        assert download.suggested_filename == "browser_study_trials.csv"
+        with open(download.path(), encoding="utf-8") as handle:
+            rows = list(csv.DictReader(io.StringIO(handle.read())))
+        assert len(rows) == 30
+        assert {"number", "state", "value", "params_learning_rate", "architecture"} <= set(rows[0])
+        assert {r["state"] for r in rows} <= {"COMPLETE", "PRUNED"}
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 1")  # trial curve
+        page.set_viewport_size({"width": 1400, "height": 2200})
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(artifacts / "results_trials.png"))
+    finally:
+        page.close()
