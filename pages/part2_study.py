@@ -240,9 +240,10 @@ def live_study() -> None:
     manual = st.session_state.get("best_manual_run") or {}
     left, right = st.columns(2)
     with left, st.container(key="p2_curves"):
-        st.plotly_chart(live.curves_figure(trials, attrs.get("epochs")), key="p2_curves_chart")
+        st.plotly_chart(live.as_figure(live.curves_figure(trials, attrs.get("epochs"))), key="p2_curves_chart")
     with right, st.container(key="p2_history"):
-        st.plotly_chart(live.history_figure(trials, manual.get("final_val_accuracy")), key="p2_history_chart")
+        history = live.history_figure(trials, manual.get("final_val_accuracy"))
+        st.plotly_chart(live.as_figure(history), key="p2_history_chart")
 
 
 def after_study(name: str) -> None:

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import optuna
+import plotly.graph_objects as go
 import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
@@ -135,17 +136,22 @@ def test_live_helpers_progress_eta_and_cut_short_curves():
     done = trials[:3]  # nothing running: the clock stops at the last trial's end (t0 + 25)
     assert live.progress(done, 3, run_started=t0, now=t0 + 500).elapsed == pytest.approx(25)
 
-    curves = live.curves_figure(trials, epochs=4)
+    curves = go.Figure(live.curves_figure(trials, epochs=4))  # validated: the page skips Plotly's checks
     assert len(curves.data) == 4  # the running trial's epochs so far are drawn too
     by_name = {trace.name: trace for trace in curves.data}
     pruned = by_name["trial 1 (pruned)"]
     assert pruned.line.dash == "dash" and list(pruned.x) == [1, 2] and pruned.line.color == "#9e9e9e"
+    assert list(pruned.marker.size) == [0, 10] and pruned.marker.symbol == "x"  # cut short: a cross at the end
     assert by_name["trial 0 (complete)"].line.dash is None
     assert list(by_name["trial 3 (running)"].y) == [72, 74]
 
-    history = live.history_figure(trials, manual_best=88.5)
+    history = go.Figure(live.history_figure(trials, manual_best=88.5))
     assert [shape.y0 for shape in history.layout.shapes] == [88.5]
-    assert live.history_figure(trials).layout.shapes == ()
+    assert "88.5%" in history.layout.annotations[0].text
+    assert go.Figure(live.history_figure(trials)).layout.shapes == ()
+    best_so_far = next(trace for trace in history.data if trace.name == "best so far")
+    assert list(best_so_far.y) == [90]
+    assert live.as_figure(live.curves_figure(trials)).to_dict()["data"][0]["name"] == "trial 0 (complete)"
 
     table = live.trial_table(trials)
     assert list(table["trial"]) == [3, 2, 1, 0] and list(table["epochs"]) == [2, 1, 2, 4]

@@ -30,8 +30,11 @@ SNAPSHOT_JS = """() => {
 }"""
 
 
+_storages: dict = {}
+
+
 def trials_in(url: str, name: str):
-    storage = open_storage(url)
+    storage = _storages.get(url) or _storages.setdefault(url, open_storage(url))
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
@@ -79,7 +82,7 @@ def test_live_study_stop_continue_and_page_switch(streamlit_server, chromium, ar
     open_part2(page, url)
     set_text(page, "p2_name", "live_study")
     set_number(page, "p2_trials", 10)
-    set_number(page, "p2_epochs", 20)
+    set_number(page, "p2_epochs", 40)
     page.locator(".st-key-p2_start button").first.click()
     page.wait_for_selector(".st-key-p2_stop button", timeout=30_000)
 
@@ -87,7 +90,7 @@ def test_live_study_stop_continue_and_page_switch(streamlit_server, chromium, ar
     seen, deadline = [], time.monotonic() + 120
     stop_now = False
     while time.monotonic() < deadline and not stop_now:
-        time.sleep(1)
+        time.sleep(0.5)
         shot = snapshot(page)
         seen.append((shot["rows"], len(shot["traces"]), sum(n for _, n, _ in shot["traces"])))
         trials = trials_in(storage_url, "live_study")
@@ -142,7 +145,9 @@ def test_live_study_stop_continue_and_page_switch(streamlit_server, chromium, ar
     assert TrialState.RUNNING not in states, states
     assert sum(s in FINISHED for s in states) == 10, states
     assert all(trials[n].value == value for n, value in kept.items())  # the first run's trials are kept
-    shot = snapshot(page)
+    deadline = time.monotonic() + 15  # the page may be mid-redraw (the fragment reran the app at the end)
+    while (shot := snapshot(page))["rows"] != len(trials) and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert "10 of 10" in shot["progress"], shot
     assert shot["rows"] == len(trials), shot
     drawn = {name.split(" ")[1] for name, _, _ in shot["traces"]}
