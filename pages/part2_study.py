@@ -179,7 +179,7 @@ def setup_form(names: list[str]) -> None:
         with left:
             st.selectbox("Sampler", list(SAMPLERS), key="p2_sampler")
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in SAMPLERS.items()))
-            st.number_input("Seed", step=1, key="p2_seed", help="Same seed, same suggestions: a reproducible study.")
+            st.number_input("Seed", min_value=0, step=1, key="p2_seed", help="Same seed, same suggestions.")
             st.selectbox("Pruner", list(PRUNERS), key="p2_pruner")
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in PRUNERS.items()))
             st.number_input("Trials (total to reach)", min_value=1, max_value=1000, step=1, key="p2_trials")
@@ -272,7 +272,11 @@ st.caption(
     "Optuna proposes settings (the sampler), trains each one for a few epochs, and stops the hopeless "
     "ones early (the pruner). The study is saved in the lab's storage, so you can stop it and continue later."
 )
-storage_names = live.study_names(configured_storage())
+try:
+    storage_names = live.study_names(configured_storage())
+except StorageError as err:  # the instructor's FETAL_HPO_STORAGE cannot be opened
+    st.error(f"The study storage is not available: {err}")
+    st.stop()
 worker = own_worker()
 running = own_worker_running()
 st.session_state["p2_running_at_render"] = running

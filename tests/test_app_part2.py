@@ -156,3 +156,14 @@ def test_live_helpers_progress_eta_and_cut_short_curves():
     table = live.trial_table(trials)
     assert list(table["trial"]) == [3, 2, 1, 0] and list(table["epochs"]) == [2, 1, 2, 4]
     assert list(live.architecture_figure([64, 32]).data[0].y) == [21, 64, 32, 3]
+
+
+def test_an_unusable_storage_is_reported_not_a_crash(monkeypatch, data_path):
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", "ftp://nowhere/studies")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/part2_study.py").run()
+    assert not at.exception, at.exception
+    assert any("storage is not available" in e.value and "ftp://nowhere" in e.value for e in at.error)
+    assert not [b for b in at.button if b.key == "p2_start"]
