@@ -13,6 +13,7 @@ import sqlite3
 import tempfile
 import warnings
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -129,24 +130,24 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
         complete = by_state.get("COMPLETE")
         best = None if complete is None else (complete[3] if maximize else complete[4])
         starts = [_parse_time(r[5]) for r in by_state.values() if r[5] is not None]
-        attrs = s.user_attrs
-        epochs = attrs.get("epochs")
+        n = {state: r[2] for state, r in by_state.items()}
+        attrs, epochs = s.user_attrs, s.user_attrs.get("epochs")
         rows.append(
             StudyRow(
-                name=s.study_name,
-                maximize=maximize,
-                objectives=len(s.directions),
-                trials=sum(r[2] for r in by_state.values()),
-                complete=by_state.get("COMPLETE", (0, 0, 0))[2],
-                pruned=by_state.get("PRUNED", (0, 0, 0))[2],
-                failed=by_state.get("FAIL", (0, 0, 0))[2],
-                running=by_state.get("RUNNING", (0, 0, 0))[2] + by_state.get("WAITING", (0, 0, 0))[2],
-                best_value=None if best is None else float(best),
-                started=min(starts) if starts else None,
-                sampler=attrs.get("sampler"),
-                pruner=attrs.get("pruner"),
-                epochs=int(epochs) if isinstance(epochs, int | float) else None,
-            )
+                s.study_name,
+                maximize,
+                len(s.directions),
+                sum(n.values()),
+                n.get("COMPLETE", 0),
+                n.get("PRUNED", 0),
+                n.get("FAIL", 0),
+                n.get("RUNNING", 0) + n.get("WAITING", 0),
+                None if best is None else float(best),
+                min(starts) if starts else None,
+                attrs.get("sampler"),
+                attrs.get("pruner"),
+                int(epochs) if isinstance(epochs, int | float) else None,
+            )  # fmt: skip
         )
     return rows
 
@@ -213,7 +214,7 @@ def open_study_file(data: bytes, folder: str | Path | None = None) -> tuple[str,
     path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}.sqlite3"
     path.write_bytes(data)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
             if connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise ReviewError("the uploaded SQLite file is damaged (its integrity check fails).")
             tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -265,12 +266,6 @@ def duration_seconds(trial: FrozenTrial) -> float | None:
     return (trial.datetime_complete - trial.datetime_start).total_seconds()
 
 
-def _flat(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
 def trials_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
     """One row per trial: number, state, value, duration, params, and user attrs flattened.
 
@@ -299,11 +294,11 @@ def trials_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
                     row[f"metrics_{key}"] = metrics[key]
         for key, value in t.user_attrs.items():
             if key not in ("config", "history", "metrics"):
-                row[f"user_{key}"] = _flat(value)
+                row[f"user_{key}"] = (
+                    value if value is None or isinstance(value, bool | int | float | str) else str(value)
+                )
         rows.append(row)
-    columns = ["number", "state", "value", "duration_s", "started", "epochs_run", "last_reported", "architecture"]
-    frame = pd.DataFrame(rows, columns=None if rows else columns)
-    return frame
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["number", "state", "value", "duration_s"])
 
 
 def trial_curve(trial: FrozenTrial) -> pd.DataFrame:
