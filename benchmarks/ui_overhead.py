@@ -28,6 +28,7 @@ from fetal_core.training import TrainConfig, train
 from tests.conftest import CHROMIUM_ARGS, DATA_PATH, ROOT, StreamlitServer
 from tests.test_browser_part1 import RECORD_PROGRESS, open_part1, set_number
 
+SETTLE_SECONDS = 2.0
 MARK_CLICK = """() => document.querySelector('.st-key-part1_train button').addEventListener(
     'click', () => { window.__clickAt = performance.now(); }, {capture: true, once: true})"""
 FIRST_PAINTED = """() => {
@@ -111,14 +112,20 @@ def main() -> None:
             browser_run(browser, server, TrainConfig(epochs=5))  # warm-up: imports, caches, Plotly's JS
         headless_seconds(TrainConfig(epochs=5))
         apptest_seconds(TrainConfig(epochs=5))
+        variants = ["headless", "apptest"] + ([] if browser is None else ["browser"])
         for repeat in range(1, args.repeats + 1):
-            add("headless", headless_seconds(config))
-            script_run, in_script = apptest_seconds(config)
-            add("apptest_click", script_run)
-            add("apptest_in_page", in_script)
-            if browser is not None:
-                for name, value in browser_run(browser, server, config).items():
-                    add(f"browser_{name}", value)
+            shift = (repeat - 1) % len(variants)  # rotate the order: whatever follows a variant pays its echo
+            for variant in variants[shift:] + variants[:shift]:
+                time.sleep(SETTLE_SECONDS)  # let the browser finish painting the previous run
+                if variant == "headless":
+                    add("headless", headless_seconds(config))
+                elif variant == "apptest":
+                    script_run, in_script = apptest_seconds(config)
+                    add("apptest_click", script_run)
+                    add("apptest_in_page", in_script)
+                else:
+                    for name, value in browser_run(browser, server, config).items():
+                        add(f"browser_{name}", value)
             print(f"repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.3f}s" for k, v in samples.items()))
     finally:
         if browser is not None:
@@ -129,21 +136,22 @@ def main() -> None:
             server.stop()
         shutil.rmtree(storage_dir, ignore_errors=True)
 
-    median = {name: statistics.median(values) for name, values in samples.items()}
-    base = median["headless"]
-    print(f"\nmedians over {args.repeats} repeats (seconds), ratio vs headless {base:.3f}s:")
-    rows = [("AppTest: Train click -> script done", "apptest_click"),
-            ("AppTest: training inside the page", "apptest_in_page"),
-            ("browser: Train click -> final metrics painted", "browser_painted"),
-            ("browser: training inside the page (server)", "browser_in_page")]  # fmt: skip
-    for label, name in rows:
-        if name in median:
-            print(f"  {label:<48} {median[name]:7.3f}s  {median[name] / base:5.2f}x  (target <= 1.25x)")
-    for label, name in (("epoch counter", "browser_counter"), ("first chart point", "browser_point")):
-        if name in median:
-            print(f"  browser: Train click -> {label} painted{'':<{22 - len(label)}} {median[name]:7.3f}s  "
-                  "(target <= 1 s)")  # fmt: skip
-
+    # Other work on a shared machine only ever adds time, so the fastest repeat is the fairest estimate of
+    # each variant's own cost; the median shows what a student typically waited.
+    for title, pick in (("fastest of", min), ("median of", statistics.median)):
+        value = {name: pick(values) for name, values in samples.items()}
+        base = value["headless"]
+        print(f"\n{title} {args.repeats} repeats (seconds), ratio vs headless {base:.3f}s:")
+        rows = [("AppTest: Train click -> script done", "apptest_click"),
+                ("AppTest: training inside the page", "apptest_in_page"),
+                ("browser: Train click -> final metrics painted", "browser_painted"),
+                ("browser: training inside the page (server)", "browser_in_page")]  # fmt: skip
+        for label, name in rows:
+            if name in value:
+                print(f"  {label:<48} {value[name]:7.3f}s  {value[name] / base:5.2f}x  (target <= 1.25x)")
+        for label, name in (("epoch counter", "browser_counter"), ("first chart point", "browser_point")):
+            if name in value:
+                print(f"  browser: Train click -> {label + ' painted':<24} {value[name]:7.3f}s  (target <= 1 s)")
 
 if __name__ == "__main__":
     main()

@@ -21,7 +21,7 @@ from fetal_core.manual import best_run, config_changes, make_run_record, read_cu
 from fetal_core.training import TrainConfig, train
 
 RUNS_KEY, BEST_KEY, LIVE_KEY = "manual_runs", "best_manual_run", "part1_live_run"
-MIN_REDRAW_SECONDS = 0.1  # at most ~10 chart frames a second ...
+MIN_REDRAW_SECONDS = 0.1  # at most ~10 chart frames a second (each one re-mounts the Plotly chart) ...
 MAX_DRAW_SHARE = 0.05  # ... and drawing takes at most ~5 % of the run's time
 WAIT_POLL_SECONDS = 0.25
 
@@ -225,14 +225,14 @@ def show_run(run: dict) -> None:
     left, right = st.columns(2)
     if run["confusion_matrix"] is not None:
         left.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
-        left.dataframe(
-            {f"→ {name}": [row[j] for row in run["confusion_matrix"]] for j, name in enumerate(CLASS_NAMES)}
-            | {"true class": list(CLASS_NAMES)},
-            column_order=["true class", *(f"→ {n}" for n in CLASS_NAMES)], hide_index=True,
+        left.table(  # small static tables: cheaper for the browser than interactive dataframes
+            [{"true class": name} | {f"→ {p}": row[j] for j, p in enumerate(CLASS_NAMES)}
+             for name, row in zip(CLASS_NAMES, run["confusion_matrix"])],
+            hide_index=True,
         )  # fmt: skip
         right.markdown("**Recall per class** (share of each true class found)")
-        right.dataframe(
-            [{"class": name, "recall %": round(value, 1)} for name, value in run["per_class_recall"].items()],
+        right.table(
+            [{"class": name, "recall %": f"{value:.1f}"} for name, value in run["per_class_recall"].items()],
             hide_index=True,
         )
     else:
