@@ -33,7 +33,7 @@ class StudyView:
 
     key: tuple  # (storage url, name, study id, finished count); None-free, identifies the finished trials
     trials: list[optuna.trial.FrozenTrial]
-    study: optuna.Study  # an in-memory copy for the plots
+    study: optuna.Study  # an in-memory copy of the finished trials (what most of Optuna's plots read)
     maximize: bool
     attrs: dict
     running: int
@@ -62,8 +62,7 @@ def study_view(url: str, storage, name: str) -> StudyView:
         return finished
     active = review.load_trials(storage, state.study_id, active_only=True)
     trials = sorted(finished.trials + active, key=lambda t: t.number)
-    study = review.snapshot(trials, finished.maximize, name)
-    return StudyView(finished.key, trials, study, finished.maximize, finished.attrs, len(active))
+    return StudyView(finished.key, trials, finished.study, finished.maximize, finished.attrs, len(active))
 
 
 @st.cache_resource(show_spinner="Computing importances…", max_entries=16)
@@ -75,10 +74,14 @@ def _importances(key: tuple, method: str, _view: StudyView) -> tuple[dict[str, f
         return {}, str(err)
 
 
+LIVE_PLOTS = ("intermediate", "timeline")  # the plots that show RUNNING trials; the others read finished ones
+
+
 def _draw(kind: str, extra: tuple, view: StudyView, importances: dict):
     if kind == "contour":
         return contour_figure(view.study, *extra)
-    return study_figure(kind, view.study, view.trials, importances)
+    study = review.snapshot(view.trials, view.maximize) if view.running and kind == "timeline" else view.study
+    return study_figure(kind, study, view.trials, importances)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -87,11 +90,11 @@ def _cached_draw(key: tuple, kind: str, extra: tuple, _view: StudyView, _importa
 
 
 def figure(view: StudyView, kind: str, extra: tuple = (), importances: dict | None = None):
-    """A plot, cached per study state for finished studies (drawn afresh while trials run).
+    """A plot, cached per finished-trial count; the two that show running trials are drawn afresh.
 
     ``extra`` must identify everything else the figure depends on (contour pair, importance method).
     """
-    if view.running:
+    if view.running and kind in LIVE_PLOTS:
         return _draw(kind, extra, view, importances or {})
     return _cached_draw(view.key, kind, extra, view, importances or {})
 

@@ -166,7 +166,14 @@ def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path,
     assert "1 trial(s) running: this page refreshes every 2 s" in texts(at.caption)
     intermediate = at.get("plotly_chart")[1].proto.spec
     assert "running (1)" in intermediate
-    study.tell(trial, state=TrialState.FAIL)
+    trial.report(76.0, 2)  # the worker goes on; the next refresh shows it
+    at.run()
+    assert '"y":[75.0,76.0' in at.get("plotly_chart")[1].proto.spec.replace(" ", "")
+    study.tell(trial, 80.0)  # finished: the page stops polling and counts it
+    at.run()
+    assert not at.exception
+    assert "this page refreshes" not in texts(at.caption)
+    assert at.dataframe[0].value.loc[0, "complete"] == 1 + sum(t.state == TrialState.COMPLETE for t in study.trials[:5])
 
 
 def test_empty_storage_and_corrupt_upload_explain(monkeypatch, data_path, tmp_path):
@@ -190,3 +197,13 @@ def test_uploaded_study_file_opens_read_only(monkeypatch, data_path, tmp_path, l
     at.selectbox(key="results_pick").set_value("random_study").run()
     assert len(at.get("plotly_chart")) == 8
     assert original.read_bytes() == before
+
+
+def test_fanova_only_on_request(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="random_study")
+    ped = next(i.value for i in at.info if "matters most" in i.value)
+    at.toggle(key="results_fanova").set_value(True).run()
+    assert not at.exception
+    fanova = next(i.value for i in at.info if "matters most" in i.value)
+    assert fanova != ped  # a different evaluator gives different shares
+    assert len(at.get("plotly_chart")) == 8
