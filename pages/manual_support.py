@@ -84,7 +84,7 @@ def curve_figure(history: list[dict], null_accuracy: float, epochs: int, title: 
             "legend": {"orientation": "h", "y": -0.2},
             "xaxis": {"title": {"text": "epoch"}, "range": [0.5, max(epochs, 2) + 0.5]},
             "yaxis": {"title": {"text": "validation accuracy %"}, "range": [0, 100]},
-            "yaxis2": {"title": {"text": "train loss (log)"}, "overlaying": "y", "side": "right", "type": "log",
+            "yaxis2": {"title": {"text": "train loss"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
                        "showgrid": False},
             **_null_line(null_accuracy),
         },

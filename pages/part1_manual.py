@@ -60,6 +60,8 @@ def apply_to_widgets(config: TrainConfig) -> None:
 
 
 handed_over = st.session_state.pop("load_into_part1", None)
+link_already_read = st.session_state.get("part1_link_read", False)
+st.session_state["part1_link_read"] = True  # a link applies once, when the session opens Part I
 if handed_over is not None:
     try:
         # Through the same checks as a shared link, so out-of-range values are dropped with a note.
@@ -71,8 +73,7 @@ if handed_over is not None:
         st.success("Loaded the settings from Part II into the form below: press **Train** to run them by hand.")
         for note in notes:
             st.warning(note)
-elif not st.session_state.get("part1_link_read"):
-    st.session_state["part1_link_read"] = True
+elif not link_already_read:
     from_link, notes = config_from_query(dict(st.query_params), TrainConfig())
     if from_link != TrainConfig():
         st.info("Loaded the settings from the link.")

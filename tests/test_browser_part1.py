@@ -77,8 +77,10 @@ def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, ch
     page.locator(".st-key-part1_train button").click()
     heading = final_heading(page)
     assert "Run 1: finished" in heading
-    # 50 epochs take ~0.2 s: the page streams the curve as it grows (epoch 1 first, then every ~50 ms) ...
-    assert streamed[0] == 1 and streamed[-1] == 50 and streamed == sorted(set(streamed)), streamed
+    # 50 epochs take ~0.2 s: the page streams the curve as it grows (epoch 1 at once, then every ~0.1 s; the
+    # last live frame may be merged into the final view before it is sent) ...
+    assert streamed[0] == 1 and len(streamed) >= 2 and streamed == sorted(set(streamed)), streamed
+    assert streamed[-1] <= 50, streamed
     result = page.locator(".st-key-part1_result").inner_text()
     for label in ("Final accuracy", "Best accuracy", "Balanced accuracy", "Null accuracy"):
         assert label in result
@@ -89,7 +91,8 @@ def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, ch
     epochs = [p["epoch"] for p in page.evaluate("window.__progress") if p["epoch"]]
     assert epochs == sorted(epochs) and epochs[-1] == 50, epochs
     assert "lr=1.0" in page.url and "hl=15-10" in page.url  # the settings are in the shareable link
-    page.screenshot(path=str(artifacts / "part1_defaults.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 2600})  # Streamlit scrolls inside the page: show it all
+    page.screenshot(path=str(artifacts / "part1_defaults.png"))
     page.close()
 
 
@@ -109,7 +112,8 @@ def test_stop_mid_run_keeps_the_partial_run(streamlit_server, chromium, artifact
     assert len({n for n in points if n < int(match.group(1))}) >= 2, points  # the live chart grew
     assert "Run history (1 run this session)" in page.locator(".st-key-part1_history").inner_text()
     assert "Final accuracy" in page.locator(".st-key-part1_result").inner_text()
-    page.screenshot(path=str(artifacts / "part1_stopped.png"), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 2600})
+    page.screenshot(path=str(artifacts / "part1_stopped.png"))
 
     page.locator(".st-key-part1_train button").click()  # the page still trains after a stop
     page.locator(".st-key-part1_result h3", has_text="Run 2").wait_for(timeout=60_000)
