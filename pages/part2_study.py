@@ -284,13 +284,13 @@ if running:
     plan = worker.plans[0]
     st.info(f"Study '{plan.study_name}' is running in the background ({plan.trials} trials to go when it started).")
     st.button("Stop", key="p2_stop", on_click=stop_study, type="primary", help="Fails the running trial.")
-else:
-    if worker is not None and worker.error:
-        st.error(f"The study stopped with an error: {worker.error}")
-    elif worker is not None and worker.summaries and worker.summaries[-1].interrupted:
-        st.warning("Study stopped: the running trial was marked FAIL; finished trials are kept. Continue below.")
-    with st.expander("Set up a study", expanded=True):
-        setup_form(storage_names)
+elif worker is not None and worker.error:
+    st.error(f"The study stopped with an error: {worker.error}")
+elif worker is not None and worker.summaries and worker.summaries[-1].interrupted:
+    st.warning("Study stopped: the running trial was marked FAIL; finished trials are kept. Continue below.")
 live_study()
-if not running and st.session_state.get(FOLLOWED):
-    after_study(st.session_state[FOLLOWED])
+if not running:
+    if st.session_state.get(FOLLOWED):
+        after_study(st.session_state[FOLLOWED])
+    with st.expander("Set up a new study, or continue or watch one", expanded=True):
+        setup_form(storage_names)
