@@ -21,7 +21,7 @@ from fetal_core.manual import best_run, config_changes, make_run_record, read_cu
 from fetal_core.training import TrainConfig, train
 
 RUNS_KEY, BEST_KEY, LIVE_KEY = "manual_runs", "best_manual_run", "part1_live_run"
-MIN_REDRAW_SECONDS = 0.1  # at most ~10 chart frames a second (each one re-mounts the Plotly chart) ...
+MIN_REDRAW_SECONDS = 0.15  # at most ~7 chart frames a second (each one re-mounts the Plotly chart) ...
 MAX_DRAW_SHARE = 0.05  # ... and drawing takes at most ~5 % of the run's time
 WAIT_POLL_SECONDS = 0.25
 
@@ -171,7 +171,7 @@ def train_live(config: TrainConfig, split: Split, chart, status, stop_slot) -> d
             live["history"].append(metrics.to_dict())
             now = time.perf_counter()
             due = max(MIN_REDRAW_SECONDS, draw_seconds / MAX_DRAW_SHARE)
-            if metrics.epoch not in (1, config.epochs) and now - last_draw < due:
+            if metrics.epoch != 1 and now - last_draw < due:  # the page draws the final curve after the run
                 return False
             try:
                 status.markdown(

@@ -77,10 +77,9 @@ def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, ch
     page.locator(".st-key-part1_train button").click()
     heading = final_heading(page)
     assert "Run 1: finished" in heading
-    # 50 epochs take ~0.2 s: the page streams the curve as it grows (epoch 1 at once, then every ~0.1 s; the
-    # last live frame may be merged into the final view before it is sent) ...
-    assert streamed[0] == 1 and len(streamed) >= 2 and streamed == sorted(set(streamed)), streamed
-    assert streamed[-1] <= 50, streamed
+    # 50 epochs take ~0.2 s, about one redraw interval: the page streams the one-point curve of epoch 1 at once
+    # (and more frames if the run is slower), then the finished 50-point curve ...
+    assert streamed and streamed[0] == 1 and streamed == sorted(set(streamed)) and streamed[-1] < 50, streamed
     result = page.locator(".st-key-part1_result").inner_text()
     for label in ("Final accuracy", "Best accuracy", "Balanced accuracy", "Null accuracy"):
         assert label in result
@@ -89,7 +88,8 @@ def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, ch
     # ... but a busy browser may paint only the last of those frames, so the painted epochs are only checked
     # for order here; the longer run of the Stop test checks that the painted chart itself grows.
     epochs = [p["epoch"] for p in page.evaluate("window.__progress") if p["epoch"]]
-    assert epochs == sorted(epochs) and epochs[-1] == 50, epochs
+    assert epochs == sorted(epochs), epochs
+    assert "50 epoch(s) trained" in page.locator(".st-key-part1_progress").inner_text()
     assert "lr=1.0" in page.url and "hl=15-10" in page.url  # the settings are in the shareable link
     page.set_viewport_size({"width": 1400, "height": 2600})  # Streamlit scrolls inside the page: show it all
     page.screenshot(path=str(artifacts / "part1_defaults.png"))
@@ -133,7 +133,8 @@ def test_two_students_training_at_once_both_finish(streamlit_server, chromium, a
         assert "Run 1: finished" in final_heading(page, timeout_ms=90_000)
     for index, page in enumerate(pages):
         epochs = [p["epoch"] for p in page.evaluate("window.__progress") if p["epoch"]]
-        assert epochs[-1] == 300 and len(set(epochs)) > 2, epochs  # each saw its own curve grow
+        assert epochs == sorted(epochs) and len(set(epochs)) > 2, epochs  # each saw its own curve grow ...
+        assert "300 epoch(s) trained" in page.locator(".st-key-part1_progress").inner_text()  # ... to the end
         page.screenshot(path=str(artifacts / f"part1_student_{index + 1}.png"), full_page=True)
     for context in contexts:
         context.close()
