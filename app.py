@@ -9,10 +9,10 @@ st.set_page_config(page_title="Fetal Health HPO Lab", page_icon="🩺", layout="
 navigation = st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/part1_manual.py", title="Part I: manual tuning", icon="🎛️", url_path="part1"),
-        st.Page("pages/part2_study.py", title="Part II: Optuna study", icon="🔎", url_path="part2"),
-        st.Page("pages/results.py", title="Results", icon="📊", url_path="results"),
-        st.Page("pages/race.py", title="Strategy race", icon="🏁", url_path="race"),
+        st.Page("pages/part1_manual.py", title="Part I: manual tuning", icon="🎛️"),
+        st.Page("pages/part2_study.py", title="Part II: Optuna study", icon="🔎"),
+        st.Page("pages/results.py", title="Results", icon="📊"),
+        st.Page("pages/race.py", title="Strategy race", icon="🏁"),
     ]
 )
 sidebar()

@@ -200,15 +200,15 @@ class Optimizer:
             np.subtract(grads, self.first, out=tmp)  # exp_avg.lerp_(grad, 1 - beta1)
             tmp *= np.float32(1 - beta1)
             self.first += tmp
-            decay, numerator = np.float32(beta2), self.first
+            decay, fresh, numerator = np.float32(beta2), np.float32(1 - beta2), self.first
             step_size = np.float32(lr / (1 - beta1**self.steps))
             correction = np.float32(math.sqrt(1 - beta2**self.steps))
         else:  # RMSprop
             alpha, eps = 0.99, 1e-8
-            decay, numerator = np.float32(alpha), grads
+            decay, fresh, numerator = np.float32(alpha), np.float32(1 - alpha), grads
             step_size, correction = np.float32(lr), None
         np.multiply(grads, grads, out=tmp)  # second = decay * second + (1 - decay) * grad**2
-        tmp *= np.float32(1) - decay
+        tmp *= fresh
         self.second *= decay
         self.second += tmp
         np.sqrt(self.second, out=tmp)  # denominator

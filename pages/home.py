@@ -4,7 +4,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fetal_core.data import DatasetError, save_upload
-from pages.common import app_settings, current_dataset, dataset_problem, forget_dataset
+from pages.common import app_settings, current_dataset, dataset_problem, enter_through_app, forget_dataset
+
+enter_through_app()
 
 st.title("🩺 Fetal Health HPO Lab")
 st.write(

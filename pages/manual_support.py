@@ -217,8 +217,11 @@ def show_run(run: dict) -> None:
     columns[0].metric("Final accuracy", f"{run['final_val_accuracy']:.2f}%",
                       f"{run['final_val_accuracy'] - null:+.2f} vs null", delta_color="normal")  # fmt: skip
     columns[1].metric("Best accuracy", f"{run['best_val_accuracy']:.2f}%")
-    columns[2].metric("Balanced accuracy", f"{run['balanced_accuracy']:.2f}%",
-                      help="The mean of the three per-class recalls: a constant 'normal' guess scores 33.3%.")
+    columns[2].metric(
+        "Balanced accuracy",
+        f"{run['balanced_accuracy']:.2f}%",
+        help="The mean of the three per-class recalls: a constant 'normal' guess scores 33.3%.",
+    )
     columns[3].metric("Null accuracy", f"{null:.2f}%", help="Always answering 'normal'.")
     for note in read_curve(run):
         st.info(note)

@@ -15,7 +15,7 @@ from fetal_core.manual import (
     rate_choices,
 )
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from pages.common import app_settings, current_dataset
+from pages.common import app_settings, current_dataset, enter_through_app
 from pages.manual_support import (
     cached_split,
     curve_figure,
@@ -25,6 +25,8 @@ from pages.manual_support import (
     show_run,
     train_live,
 )
+
+enter_through_app()
 
 CONFIG_KEY = "part1_config"  # the last submitted settings (widget state is lost on a page switch)
 WIDGETS = {  # TrainConfig field -> widget key (a widget with key k carries the CSS class st-key-k)

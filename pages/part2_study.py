@@ -16,7 +16,16 @@ from fetal_core.search import SearchSpace, StorageError, StudyPlan, open_study
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from fetal_core.workers import start_worker
 from pages import study_live as live
-from pages.common import TARGET_ATTR, app_settings, configured_storage, current_dataset, session_workers
+from pages.common import (
+    TARGET_ATTR,
+    app_settings,
+    configured_storage,
+    current_dataset,
+    enter_through_app,
+    session_workers,
+)
+
+enter_through_app()
 
 WORKER = "Part II"  # this page's entry in session_workers()
 NEW_STUDY = "➕ New study"

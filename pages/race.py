@@ -24,7 +24,9 @@ from fetal_core.race import (
 )
 from fetal_core.search import StorageError
 from fetal_core.training import ConfigError
-from pages.common import app_settings, configured_storage, current_dataset, session_workers
+from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_workers
+
+enter_through_app()
 
 NEW_RACE = "➕ New race"
 STRATEGY_HELP = {
@@ -138,9 +140,7 @@ def show_answer(analysis: RaceAnalysis) -> None:
     if analysis.by_trial.empty:
         return
     left, right = st.columns(2)
-    left.plotly_chart(
-        band_figure(analysis.by_trial, "trials", "Best so far vs trials", "trials"), key="race_by_trial"
-    )
+    left.plotly_chart(band_figure(analysis.by_trial, "trials", "Best so far vs trials", "trials"), key="race_by_trial")
     right.plotly_chart(
         band_figure(analysis.by_epoch, "epochs", "Best so far vs epochs spent (pruning shows here)", "epochs spent"),
         key="race_by_epoch",

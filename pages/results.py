@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from fetal_core import review
-from pages.common import app_settings, configured_storage, current_dataset
+from pages.common import app_settings, configured_storage, current_dataset, enter_through_app
 from pages.results_plots import (
     PLOTS,
     compare_figures,
@@ -23,6 +23,8 @@ from pages.results_plots import (
     curve_figure,
     study_figure,
 )
+
+enter_through_app()
 
 LIVE_SECONDS = 2
 

@@ -43,16 +43,11 @@ def record_streamed_epochs(page) -> list[int]:
 
 
 def open_part1(page, server):
-    page.goto(f"{server.url}/part1")
+    """Open Part I by its link, as a shared link would: on a fresh server too, it runs inside app.py."""
+    page.goto(f"{server.url}/part1_manual")
     page.locator(".st-key-part1_train button").wait_for(timeout=30_000)
-    # Streamlit 1.67 quirk: the very first script run of a fresh server still routes through the legacy
-    # `pages/` directory lookup, where 'part1' is not a file name, so it shows a spurious "Page not found"
-    # dialog (the right page runs underneath). Only that dialog is dismissed; any other dialog fails the test.
-    dialog = page.locator("[role=dialog]")
-    if dialog.count():
-        assert "Page not found" in dialog.inner_text()
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="detached", timeout=5_000)
+    page.locator("[data-testid=stSidebarNav]").wait_for(timeout=30_000)  # app.py's navigation ran
+    assert page.locator("[role=dialog]").count() == 0, page.locator("[role=dialog]").first.inner_text()
 
 
 def set_number(page, key: str, value: int) -> None:

@@ -51,16 +51,11 @@ def wait_idle(page, timeout: float = 60) -> None:
 
 
 def open_part2(page, base_url: str) -> None:
-    page.goto(base_url + "/part2")
+    page.goto(base_url + "/part2_study")
     page.wait_for_selector(".st-key-p2_choice", timeout=60_000)
     wait_idle(page)
     time.sleep(1)
-    # A fresh server sometimes shows a spurious "Page not found" dialog on its first heavy page load
-    # while still running the requested page (seen with Part I too): close it so the page is usable.
-    dialog = page.locator("[role=dialog]")
-    if dialog.count():
-        page.keyboard.press("Escape")
-        dialog.wait_for(state="detached", timeout=10_000)
+    assert page.locator("[role=dialog]").count() == 0, "a direct link must not show a dialog"
 
 
 def set_number(page, key: str, value) -> None:
@@ -126,7 +121,7 @@ def test_live_study_stop_continue_and_page_switch(streamlit_server, chromium, ar
     page.wait_for_selector(".st-key-p2_stop button", timeout=30_000)
 
     # Switch to Part I and back while it runs: it keeps running and the page picks it up again.
-    page.locator("[data-testid=stSidebarNav] a[href$='part1']").click()
+    page.locator("[data-testid=stSidebarNav] a[href$='part1_manual']").click()
     page.wait_for_selector(".st-key-p2_stop", state="detached", timeout=30_000)
     count_on_leave = len(trials_in(storage_url, "live_study"))
     time.sleep(6)

@@ -18,10 +18,9 @@ def set_number(page, key: str, value: int) -> None:
 def test_tiny_race_from_the_page(streamlit_server, chromium, artifacts) -> None:
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        # Enter through the app (a fresh server that first serves /race runs pages/race.py on its own,
-        # Streamlit's old pages/ mode, without app.py's navigation and sidebar).
-        page.goto(streamlit_server.url)
-        page.get_by_role("link", name="Strategy race").click()
+        # A shared link as the fresh server's first request runs inside app.py (navigation and sidebar).
+        page.goto(f"{streamlit_server.url}/race")
+        page.locator("[data-testid=stSidebarNav]").get_by_text("Strategy race").wait_for(timeout=30_000)
         name = page.locator(".st-key-race_name input")
         name.wait_for(timeout=30_000)
         name.fill("browser")

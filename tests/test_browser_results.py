@@ -28,13 +28,13 @@ def test_results_page_in_chromium(prepared_server, chromium, artifacts):
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(90_000)
     try:
-        # Through st.navigation, as a student would: Home first, then the sidebar link. (A fresh server whose
-        # first request is /results runs pages/results.py as a legacy pages/ page, without app.py.)
-        page.goto(prepared_server.url)
+        # A shared link as the fresh server's first request: the page must still run inside app.py
+        # (its navigation and sidebar), not as a lone file of the pages/ folder.
+        page.goto(f"{prepared_server.url}/results")
+        page.get_by_role("heading", name="Results").wait_for()
         nav = page.locator('[data-testid="stSidebarNav"]')
         nav.get_by_text("Part I: manual tuning").wait_for()
-        nav.locator('a[href$="/results"]').click()
-        page.get_by_role("heading", name="Results").wait_for()
+        page.locator('[data-testid="stSidebar"]').get_by_text("Study storage").wait_for()
         page.get_by_text("Hyperparameter importances").first.wait_for()
         page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 8")
         page.wait_for_function(f"() => ({PLOT_TRACES})().every(n => n > 0)")
