@@ -26,7 +26,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 from benchmarks import notebook_baseline as notebook
 from fetal_core.config import settings
 from fetal_core.data import Dataset, load_dataset, split_dataset
-from fetal_core.search import StudyPlan, open_storage, run_study
+from fetal_core.search import StudyPlan, run_study
+from fetal_core.storage import open_storage
 from fetal_core.training import TrainConfig, train
 
 BATCH_SIZES = (8, 15, 100, 128)

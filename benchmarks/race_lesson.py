@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fetal_core.config import settings
 from fetal_core.race import RacePlan, analyze_race, race_progress, start_race, table_rows
-from fetal_core.search import open_storage
+from fetal_core.storage import open_storage
 
 
 def run_race(plan: RacePlan, workers: int, folder: Path, data_path: Path) -> tuple[float, list[dict]]:

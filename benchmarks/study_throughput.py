@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import optuna  # noqa: E402
 
 from fetal_core.config import settings  # noqa: E402
-from fetal_core.search import StudyPlan, open_storage, summarize  # noqa: E402
+from fetal_core.search import StudyPlan, summarize  # noqa: E402
+from fetal_core.storage import open_storage  # noqa: E402
 from fetal_core.workers import start_worker  # noqa: E402
 
 

@@ -22,7 +22,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from .search import SAMPLERS, SearchSpace, StudyPlan, open_study, reap_stale_trials
+from .search import SAMPLERS, SearchSpace, StudyPlan, open_study
+from .storage import reap_stale_trials
 from .training import ConfigError
 
 RACE_PREFIX = "race:"

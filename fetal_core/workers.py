@@ -36,7 +36,8 @@ def _worker_main(plans: list[StudyPlan], data_path: str, stop_event, lease, leas
     import optuna
 
     from .data import load_dataset
-    from .search import open_storage, run_study
+    from .search import run_study
+    from .storage import open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 

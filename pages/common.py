@@ -75,7 +75,7 @@ def sidebar() -> None:
 @st.cache_resource(show_spinner=False)
 def shared_storage(url: str):
     """One Optuna storage handle per URL for the whole server (connection pool, caches)."""
-    from fetal_core.search import open_storage
+    from fetal_core.storage import open_storage
 
     return open_storage(url)
 

@@ -12,7 +12,8 @@ import time
 import streamlit as st
 
 from fetal_core.config import DEFAULT_STUDY_NAME
-from fetal_core.search import SearchSpace, StorageError, StudyPlan, open_study
+from fetal_core.search import SearchSpace, StudyPlan, open_study
+from fetal_core.storage import StorageError
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from fetal_core.workers import start_worker
 from pages import study_live as live

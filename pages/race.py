@@ -22,7 +22,7 @@ from fetal_core.race import (
     start_race,
     table_rows,
 )
-from fetal_core.search import StorageError
+from fetal_core.storage import StorageError
 from fetal_core.training import ConfigError
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_workers
 

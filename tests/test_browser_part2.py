@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fetal_core.search import open_storage
+from fetal_core.storage import open_storage
 
 pytestmark = pytest.mark.browser
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

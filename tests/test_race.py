@@ -30,7 +30,8 @@ from fetal_core.race import (
     start_race,
     table_rows,
 )
-from fetal_core.search import open_storage, run_study
+from fetal_core.search import run_study
+from fetal_core.storage import open_storage
 from fetal_core.training import ConfigError
 
 TINY = dict(strategies=("tpe", "random"), pruning=(True,), seeds=2, trials=4, epochs=3)

@@ -8,7 +8,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fetal_core.search import SearchSpace, StudyPlan, make_sampler, open_storage, run_study
+from fetal_core.search import SearchSpace, StudyPlan, make_sampler, run_study
+from fetal_core.storage import open_storage
 from fetal_core.training import ConfigError
 
 # A small, fast space for tests that only need studies to run: 2 hidden layers of 8..32 units, big batches.

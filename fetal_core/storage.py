@@ -1,0 +1,103 @@
+"""Optuna storages: open any storage URL tuned for many workers, and fail trials of dead workers."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+HEARTBEAT_SECONDS = 10  # a live worker writes a heartbeat this often (RDB storage)
+GRACE_SECONDS = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead worker: FAIL it
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be opened, with the reason."""
+
+
+def _sqlite_path(url: str) -> Path | None:
+    rest = url[len("sqlite:///") :]
+    return None if rest in ("", ":memory:") else Path(rest)
+
+
+def _with_installed_postgres_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; use psycopg2 when only that is installed."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+        if importlib.util.find_spec("psycopg2") is not None:
+            return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def open_storage(
+    url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS
+) -> optuna.storages.BaseStorage:
+    """Open any Optuna storage URL, tuned for many workers.
+
+    - ``sqlite:///path``: WAL journal (readers never block the writer), 60 s busy timeout and
+      ``synchronous=NORMAL`` (no fsync per trial report; a crash of the app loses nothing committed).
+    - ``postgresql://...`` / ``mysql+...://``: RDB with pre-ping; the choice for many workers.
+    - ``journal:///path`` (relative, like sqlite) or ``journal:////abs/path``: Optuna's journal file.
+    - ``redis://host:port``: journal in Redis.
+    RDB storages get a heartbeat so trials of killed workers can be failed after ``grace_period``.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError("storage: give an Optuna storage URL such as sqlite:///data/Fetal_Health.sqlite3.")
+    url = url.strip()
+    try:
+        if url.startswith("journal:///"):
+            path = Path(url[len("journal:///") :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            backend = optuna.storages.journal.JournalFileBackend(
+                str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
+            )
+            return optuna.storages.journal.JournalStorage(backend)
+        if url.startswith("redis://"):
+            return optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+        rdb_url = url
+        if url.startswith("sqlite:///"):
+            path = _sqlite_path(url)
+            engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with sqlite3.connect(path, timeout=60) as connection:  # WAL is a property of the file
+                    connection.execute("PRAGMA journal_mode=WAL")
+        elif url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
+            engine_kwargs = {"pool_pre_ping": True}
+            rdb_url = _with_installed_postgres_driver(url)
+        else:
+            raise StorageError(
+                f"storage: '{url}' is not a supported URL (sqlite:///…, postgresql://…, mysql://…, "
+                "journal:///…, redis://…)."
+            )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                rdb_url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+            )
+        if url.startswith("sqlite:///"):
+            from sqlalchemy import event
+
+            @event.listens_for(storage.engine, "connect")
+            def _sqlite_pragmas(dbapi_connection, _record) -> None:
+                dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+            storage.engine.dispose()  # reconnect with the pragma
+        return storage
+    except StorageError:
+        raise
+    except (sqlite3.DatabaseError, OSError) as err:
+        raise StorageError(f"storage: cannot open '{url}': {err}") from None
+    except Exception as err:  # SQLAlchemy/driver/redis errors: one line, no traceback
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"storage: cannot open '{url}': {message}") from None
+
+
+def reap_stale_trials(study: optuna.Study) -> None:
+    """FAIL the RUNNING trials whose worker stopped sending heartbeats (RDB storage only)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
