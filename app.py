@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import sidebar
+from pages.common import ENTERED_THROUGH_APP, sidebar
 
 st.set_page_config(page_title="Fetal Health HPO Lab", page_icon="🩺", layout="wide")
 
@@ -15,5 +15,6 @@ navigation = st.navigation(
         st.Page("pages/race.py", title="Strategy race", icon="🏁"),
     ]
 )
+st.session_state[ENTERED_THROUGH_APP] = True
 sidebar()
 navigation.run()

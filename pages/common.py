@@ -41,18 +41,21 @@ def dataset_problem() -> str | None:
     return None
 
 
+ENTERED_THROUGH_APP = "entered_through_app"  # session_state marker set by app.py
+
+
 def enter_through_app() -> None:
     """Make sure this page runs inside app.py (navigation, sidebar, worker leases), even on a direct link.
 
     With a folder named ``pages/`` beside app.py, a freshly started Streamlit server treats its first run
     as a legacy multipage app until app.py has called ``st.navigation`` once: a shared link such as
-    ``/race`` would run pages/race.py alone. Each page calls this first; in that case it switches the
-    server to ``st.navigation`` mode (Streamlit's own flag, which st.navigation sets too) and reruns, so
-    app.py runs and routes to the same page.
+    ``/race`` would run pages/race.py alone. Each page calls this first; for a session that has not been
+    through app.py yet it switches the server to ``st.navigation`` mode (Streamlit's own flag, which
+    st.navigation sets too) and reruns, so app.py runs and routes to the same page.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory and not st.session_state.get(ENTERED_THROUGH_APP):
         PagesManager.uses_pages_directory = False
         st.rerun()
 

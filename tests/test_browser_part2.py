@@ -128,7 +128,7 @@ def test_live_study_stop_continue_and_page_switch(streamlit_server, chromium, ar
     assert len(trials_in(storage_url, "live_study")) > count_on_leave or any(
         t.state == TrialState.RUNNING for t in trials_in(storage_url, "live_study")
     ), "the study stopped while the student was on Part I"
-    page.locator("[data-testid=stSidebarNav] a[href$='part2']").click()
+    page.locator("[data-testid=stSidebarNav] a[href$='part2_study']").click()
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if page.locator(".st-key-p2_start button").count() and "10 of 10" in snapshot(page)["progress"]:
