@@ -16,14 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fetal_core.search import (
-    SearchSpace,
-    StorageError,
-    StudyPlan,
-    open_storage,
-    reap_stale_trials,
-    run_study,
-)
+from fetal_core.search import SearchSpace, StudyPlan, run_study
+from fetal_core.storage import StorageError, open_storage, reap_stale_trials
 from fetal_core.workers import start_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,6 +69,22 @@ def test_journal_file_storage_stores_and_reloads_a_study(dataset, tmp_path):
         reloaded.trials[0].params["layer_0"],
         reloaded.trials[0].params["layer_1"],
     ]
+
+
+def test_redis_journal_storage_stores_and_reloads_a_study(dataset):
+    """The real Redis at 127.0.0.1:6379 (a journal storage); skips only when no server answers."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=2).ping()
+    except redis.exceptions.ConnectionError:
+        pytest.skip("no Redis server answers at 127.0.0.1:6379")
+    name = f"redis_{uuid.uuid4().hex[:8]}"
+    url = "redis://127.0.0.1:6379/0"
+    summary = run_study(StudyPlan(url, name, trials=2, epochs=2, space=SMALL), dataset, open_storage(url))
+    reloaded = optuna.load_study(study_name=name, storage=open_storage(url))
+    assert [t.number for t in reloaded.trials] == [0, 1]
+    assert reloaded.best_value == summary.best_value
+    optuna.delete_study(study_name=name, storage=open_storage(url))
 
 
 @pytest.mark.parametrize(
