@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from fetal_core.config import settings
-from fetal_core.race import RacePlan, analyze_race, race_progress, start_race, table_rows
+from fetal_core.race import RacePlan, race_progress, start_race
+from fetal_core.race_analysis import analyze_race, table_rows
 from fetal_core.storage import open_storage
 
 

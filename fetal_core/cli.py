@@ -179,7 +179,8 @@ def _study(args: argparse.Namespace) -> int:
 def _race(args: argparse.Namespace) -> int:
     import time
 
-    from .race import RacePlan, analyze_race, race_progress, start_race, table_rows
+    from .race import RacePlan, race_progress, start_race
+    from .race_analysis import analyze_race, table_rows
 
     config = settings(args.data, args.storage)
     load_dataset(config.data_path)  # a bad data set is one error line here, not one per worker

@@ -15,11 +15,8 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass
-from typing import Any
 
-import numpy as np
 import optuna
-import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from .search import SAMPLERS, SearchSpace, StudyPlan, open_study
@@ -167,7 +164,8 @@ def load_plan(name: str, storage: optuna.storages.BaseStorage) -> RacePlan | Non
     return RacePlan.from_dict(studies[0].user_attrs["race"]) if studies else None
 
 
-def _trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[FrozenTrial]:
+def stored_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[FrozenTrial]:
+    """All trials of one run's study (none when the study does not exist yet)."""
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
@@ -244,7 +242,7 @@ def start_race(
     return [start_worker(hand, data_path, lease_seconds or LEASE_SECONDS) for hand in hands]
 
 
-# ---------------------------------------------------------------- progress and analysis (stored trials only)
+# ---------------------------------------------------------------- progress (stored trials only)
 
 
 @dataclass
@@ -271,7 +269,7 @@ def race_progress(plan: RacePlan, storage: optuna.storages.BaseStorage) -> RaceP
     """Trials finished per run and epochs spent so far (running trials included)."""
     rows = []
     for run in plan.runs():
-        trials = _trials(storage, run.study_name(plan.name))
+        trials = stored_trials(storage, run.study_name(plan.name))
         states = [t.state for t in trials]
         done = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
         if run.strategy == "grid":
@@ -292,232 +290,3 @@ def race_progress(plan: RacePlan, storage: optuna.storages.BaseStorage) -> RaceP
         estimated_epochs=plan.estimated_epochs,
         runs=rows,
     )
-
-
-@dataclass
-class RaceAnalysis:
-    """The race's answer, computed from stored trials only.
-
-    - ``by_trial`` / ``by_epoch``: best-so-far validation accuracy (%) per label, median and quartiles
-      over seeds (columns label, trials|epochs, median, q1, q3);
-    - ``runs``: one row per run (final best, trials, epochs spent, epochs/trials to the target);
-    - ``samples``: every finished trial's learning rate, batch size, state and value;
-    - ``table``: one row per label; ``text``: the plain-language summary.
-    """
-
-    plan: RacePlan
-    target: float | None
-    by_trial: pd.DataFrame
-    by_epoch: pd.DataFrame
-    runs: pd.DataFrame
-    samples: pd.DataFrame
-    table: list[dict]
-    text: list[str]
-
-
-def _quartiles(values) -> tuple[float, float, float]:
-    values = np.asarray(values, dtype=float)
-    if values.size == 0 or np.all(np.isnan(values)):
-        return (math.nan,) * 3
-    q1, median, q3 = np.nanpercentile(values, [25, 50, 75])
-    return float(median), float(q1), float(q3)
-
-
-def _run_curve(trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per finished trial (in order): best-so-far value (NaN before the first COMPLETE), epochs spent
-    by then, and the trial's own value (NaN if pruned)."""
-    best, spent, values, running_best, total = [], [], [], -math.inf, 0
-    for t in trials:
-        total += len(t.intermediate_values)
-        value = t.value if t.state == TrialState.COMPLETE and t.value is not None else math.nan
-        if not math.isnan(value):
-            running_best = max(running_best, value)
-        best.append(running_best if running_best > -math.inf else math.nan)
-        spent.append(total)
-        values.append(value)
-    return np.array(best, dtype=float), np.array(spent, dtype=float), np.array(values, dtype=float)
-
-
-def _first_reach(best, xs, target: float) -> float:
-    """The first x at which ``best`` reaches ``target`` (inf if never)."""
-    best, xs = np.asarray(best, dtype=float), np.asarray(xs, dtype=float)
-    hit = np.flatnonzero(np.nan_to_num(best, nan=-math.inf) >= target)
-    return float(xs[hit[0]]) if hit.size else math.inf
-
-
-def _at_epochs(best: np.ndarray, spent: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Best-so-far at each epoch budget in ``grid`` (a finished run holds its final best)."""
-    index = np.searchsorted(spent, grid, side="right") - 1
-    return np.where(index >= 0, best[np.clip(index, 0, None)] if best.size else math.nan, math.nan)
-
-
-def analyze_race(plan: RacePlan, storage: optuna.storages.BaseStorage, target: float | None = None) -> RaceAnalysis:
-    """Read the race's trials and compute curves, finals, samples and the summary. ``target`` (%) is the
-    accuracy for 'who got there first'; by default the highest level every label's median run reached."""
-    curves: dict[RaceRun, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-    samples = []
-    for run in plan.runs():
-        finished = [
-            t
-            for t in _trials(storage, run.study_name(plan.name))
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        ]
-        finished.sort(key=lambda t: t.number)
-        curves[run] = _run_curve(finished)
-        for t, value in zip(finished, curves[run][2]):
-            samples.append(
-                dict(label=run.label, seed=run.seed, trial=t.number, learning_rate=t.params.get("learning_rate"),
-                     batch_size=t.params.get("batch_size"), state=t.state.name, value=value,
-                     epochs=len(t.intermediate_values))
-            )  # fmt: skip
-    labels = list(dict.fromkeys(run.label for run in plan.runs()))
-    finals = {run: (float(np.nanmax(c[0])) if np.any(~np.isnan(c[0])) else math.nan) for run, c in curves.items()}
-    if target is None:
-        medians = [_quartiles([finals[r] for r in curves if r.label == label])[0] for label in labels]
-        medians = [m for m in medians if not math.isnan(m)]
-        target = math.floor(min(medians) * 10) / 10 if medians else None
-
-    run_rows, by_trial, by_epoch = [], [], []
-    for run, (best, spent, values) in curves.items():
-        positions = np.arange(1, best.size + 1, dtype=float)
-        run_rows.append(
-            dict(label=run.label, strategy=run.strategy, pruning=run.pruned, seed=run.seed,
-                 study=run.study_name(plan.name), best=finals[run], trials=int(best.size),
-                 complete=int(np.sum(~np.isnan(values))), pruned=int(np.sum(np.isnan(values))),
-                 epochs=int(spent[-1]) if spent.size else 0,
-                 epochs_to_target=math.nan if target is None else _first_reach(best, spent, target),
-                 trials_to_target=math.nan if target is None else _first_reach(best, positions, target))
-        )  # fmt: skip
-    runs = pd.DataFrame(run_rows)
-    for label in labels:
-        members = [c for r, c in curves.items() if r.label == label and c[0].size]
-        if not members:
-            continue
-        for k in range(1, max(c[0].size for c in members) + 1):
-            median, q1, q3 = _quartiles([c[0][k - 1] for c in members if c[0].size >= k])
-            by_trial.append(dict(label=label, trials=k, median=median, q1=q1, q3=q3))
-        top = int(max(c[1][-1] for c in members))
-        grid = np.unique(np.linspace(0, top, min(top, 300) + 1).round())
-        at = np.array([_at_epochs(c[0], c[1], grid) for c in members])
-        for i, epochs in enumerate(grid):
-            median, q1, q3 = _quartiles(at[:, i])
-            by_epoch.append(dict(label=label, epochs=int(epochs), median=median, q1=q1, q3=q3))
-    by_trial_df = pd.DataFrame(by_trial, columns=["label", "trials", "median", "q1", "q3"])
-    by_epoch_df = pd.DataFrame(by_epoch, columns=["label", "epochs", "median", "q1", "q3"])
-    table = _table(labels, runs, by_epoch_df, by_trial_df, target)
-    return RaceAnalysis(plan, target, by_trial_df, by_epoch_df, runs, pd.DataFrame(samples), table,
-                        summary_text(table, plan, target))  # fmt: skip
-
-
-def _table(labels, runs: pd.DataFrame, by_epoch: pd.DataFrame, by_trial: pd.DataFrame, target) -> list[dict]:
-    rows = []
-    for label in labels:
-        mine = runs[runs.label == label]
-        if not len(mine):
-            continue
-        best, best_q1, best_q3 = _quartiles(mine.best)
-        epochs_to = mine.epochs_to_target.to_numpy(dtype=float)
-        reached = epochs_to[np.isfinite(epochs_to)]
-        # Seeds that never reached the target make the spread unbounded.
-        iqr = float(np.subtract(*np.percentile(reached, [75, 25]))) if reached.size == epochs_to.size else math.inf
-        by_e, by_t = by_epoch[by_epoch.label == label], by_trial[by_trial.label == label]
-        row = dict(label=label, runs=int(len(mine)), median_best=best, best_q1=best_q1, best_q3=best_q3)
-        row["median_epochs"] = float(np.median(mine.epochs))
-        row["pruned_share"] = float(mine.pruned.sum() / max(1, mine.trials.sum()))
-        row["epochs_to_target"] = math.inf if target is None else _first_reach(by_e["median"], by_e.epochs, target)
-        row["trials_to_target"] = math.inf if target is None else _first_reach(by_t["median"], by_t.trials, target)
-        row["epochs_to_target_iqr"] = iqr
-        row["reached"] = int(reached.size)
-        rows.append(row)
-    return rows
-
-
-def _epochs(value: float) -> str:
-    return "never" if not math.isfinite(value) else f"{value:,.0f} epochs"
-
-
-def summary_text(table: list[dict], plan: RacePlan, target: float | None) -> list[str]:
-    """Plain-language sentences computed from ``table`` (see ``analyze_race``)."""
-    if not table or target is None:
-        return ["No finished trials yet: the answer appears as the runs finish."]
-    lines = []
-    seeds = plan.seeds
-    ranked = sorted(table, key=lambda r: (r["epochs_to_target"], r["trials_to_target"]))
-    first = ranked[0]
-    lines.append(f"Target: {target:.1f}% validation accuracy, the highest level every strategy's median run reached.")
-    if len(ranked) == 1:
-        lines.append(
-            f"{first['label']} reached it after {_epochs(first['epochs_to_target'])} (median over {seeds} seeds)."
-        )
-    else:
-        second = ranked[1]
-        gap = second["epochs_to_target"] - first["epochs_to_target"]
-        if gap == 0:
-            lines.append(
-                f"{first['label']} and {second['label']} tied: both median curves reached {target:.1f}% after "
-                f"{_epochs(first['epochs_to_target'])}."
-            )
-        else:
-            lines.append(
-                f"{first['label']} reached {target:.1f}% first: after {_epochs(first['epochs_to_target'])} "
-                f"({first['trials_to_target']:.0f} trials) on its median curve; the runner-up, {second['label']}, "
-                + (
-                    f"needed {_epochs(second['epochs_to_target'])}, {gap:,.0f} more."
-                    if math.isfinite(gap)
-                    else "never did."
-                )
-            )
-        spread = max(first["epochs_to_target_iqr"], second["epochs_to_target_iqr"])
-        if seeds < 2:
-            lines.append("With one seed there is no seed-to-seed spread to compare against: repeat with more seeds.")
-        elif not math.isfinite(spread):
-            lines.append(
-                "Some seeds never reached the target, so the seed-to-seed spread is wider than any gap: "
-                "the ranking could be luck."
-            )
-        else:
-            verdict = "larger than" if gap > spread else "within"
-            meaning = "likely a real difference" if gap > spread else "it could be luck of the seeds"
-            lines.append(
-                f"That gap is {verdict} the seed-to-seed spread (inter-quartile range of epochs to {target:.1f}% "
-                f"over {seeds} seeds: up to {spread:,.0f} epochs), so {meaning}."
-            )
-    by_best = sorted(table, key=lambda r: -r["median_best"])
-    top, bottom = by_best[0], by_best[-1]
-    if len(by_best) > 1:
-        diff = top["median_best"] - bottom["median_best"]
-        spread = max(r["best_q3"] - r["best_q1"] for r in (top, bottom))
-        lines.append(
-            f"Final best: {top['label']} {top['median_best']:.2f}% (median) vs {bottom['label']} "
-            f"{bottom['median_best']:.2f}%, a {diff:.2f}-point difference "
-            f"{'larger than' if diff > spread else 'within'} the seed-to-seed spread ({spread:.2f} points)."
-        )
-    for strategy in plan.strategies:
-        name = STRATEGY_NAMES[strategy]
-        full = next((r for r in table if r["label"] == name), None)
-        pruned = next((r for r in table if r["label"] == name + " + pruning"), None)
-        if full and pruned and full["median_epochs"]:
-            saved = 100 * (1 - pruned["median_epochs"] / full["median_epochs"])
-            lines.append(
-                f"Pruning saved {name} {saved:.0f}% of its epochs ({full['median_epochs']:,.0f} -> "
-                f"{pruned['median_epochs']:,.0f}, median) and changed its best by "
-                f"{pruned['median_best'] - full['median_best']:+.2f} points."
-            )
-    return lines
-
-
-def table_rows(analysis: RaceAnalysis) -> list[dict[str, Any]]:
-    """The summary table with rounded numbers (CLI and page)."""
-    return [
-        {
-            "strategy": r["label"],
-            "runs": r["runs"],
-            "median best %": round(r["median_best"], 2),
-            "IQR best": f"{r['best_q1']:.2f}-{r['best_q3']:.2f}",
-            "median epochs": int(r["median_epochs"]),
-            "pruned %": round(100 * r["pruned_share"]),
-            "epochs to target": int(r["epochs_to_target"]) if math.isfinite(r["epochs_to_target"]) else None,
-            "seeds reaching": f"{r['reached']}/{r['runs']}",
-        }
-        for r in analysis.table
-    ]

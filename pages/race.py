@@ -11,17 +11,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from fetal_core.race import (
-    STRATEGY_NAMES,
-    RaceAnalysis,
-    RacePlan,
-    analyze_race,
-    list_races,
-    load_plan,
-    race_progress,
-    start_race,
-    table_rows,
-)
+from fetal_core.race import STRATEGY_NAMES, RacePlan, list_races, load_plan, race_progress, start_race
+from fetal_core.race_analysis import RaceAnalysis, analyze_race, table_rows
 from fetal_core.storage import StorageError
 from fetal_core.training import ConfigError
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_workers

@@ -20,7 +20,6 @@ from fetal_core.race import (
     REDUCED_SPACE,
     RacePlan,
     RaceRun,
-    analyze_race,
     deal,
     grid_size,
     list_races,
@@ -28,8 +27,8 @@ from fetal_core.race import (
     prepare_race,
     race_progress,
     start_race,
-    table_rows,
 )
+from fetal_core.race_analysis import analyze_race, table_rows
 from fetal_core.search import run_study
 from fetal_core.storage import open_storage
 from fetal_core.training import ConfigError
