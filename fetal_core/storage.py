@@ -56,7 +56,9 @@ def open_storage(
             )
             return optuna.storages.journal.JournalStorage(backend)
         if url.startswith("redis://"):
-            return optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
         rdb_url = url
         if url.startswith("sqlite:///"):
             path = _sqlite_path(url)

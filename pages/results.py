@@ -13,7 +13,7 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from fetal_core import review
+from fetal_core import insights, review
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app
 from pages.results_plots import (
     PLOTS,
@@ -131,7 +131,7 @@ def plots_section(view: StudyView) -> None:
     method = "fanova" if use_fanova else "ped-anova"
     importances, problem = _importances(view.key + (complete,), method, view)
     data = current_dataset()
-    facts = review.findings(view.trials, view.maximize, view.attrs, importances, data and data.null_accuracy)
+    facts = insights.findings(view.trials, view.maximize, view.attrs, importances, data and data.null_accuracy)
     if complete == 0:
         st.warning(
             "No trial of this study has completed, so plots of objective values are empty. "
@@ -167,7 +167,7 @@ def contour_section(view: StudyView, params: list[str]) -> None:
     if x == y:
         st.info("Choose two different parameters.")
         return
-    st.info(review.contour_finding(view.trials, x, y, view.maximize), icon="🔎")
+    st.info(insights.contour_finding(view.trials, x, y, view.maximize), icon="🔎")
     st.plotly_chart(figure(view, "contour", (x, y)), key="plot_contour", config={"displaylogo": False})
 
 
@@ -210,7 +210,7 @@ def trials_section(view: StudyView, name: str) -> None:
         layers = review.architecture(trial)
         if layers:
             st.markdown("Architecture: " + " → ".join(["21 inputs", *map(str, layers), "3 classes"]))
-        params = {"parameter": list(trial.params), "value": [review.format_value(v) for v in trial.params.values()]}
+        params = {"parameter": list(trial.params), "value": [insights.format_value(v) for v in trial.params.values()]}
         st.dataframe(pd.DataFrame(params), hide_index=True)
     with right:
         curve = review.trial_curve(trial)

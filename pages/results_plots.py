@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from fetal_core import review
 
-# Each plot: (title, how to read it). The finding for the study is computed by review.findings.
+# Each plot: (title, how to read it). The finding for the study is computed by fetal_core.insights.findings.
 PLOTS: dict[str, tuple[str, str]] = {
     "history": (
         "Optimisation history",

@@ -16,7 +16,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from benchmarks.results_render import build_study, synthetic_trials
-from fetal_core import review
+from fetal_core import insights, review
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -85,7 +85,7 @@ def test_reviewing_never_writes_to_the_storage(storage):
     state = review.study_state(storage, "ours")
     trials = review.load_trials(storage, state.study_id)
     review.list_studies(storage)
-    review.findings(
+    insights.findings(
         trials, True, storage.get_study_user_attrs(state.study_id), review.importances(review.snapshot(trials))
     )
     storage.engine.dispose()
@@ -157,8 +157,8 @@ def test_best_so_far_edf_and_epochs_saved():
     }
     assert review.best_so_far(trials, maximize=False)["best"].tolist() == [85.0, 80.0, 80.0]
     assert review.edf(trials).to_dict("list") == {"value": [80.0, 85.0, 91.0], "share": [1 / 3, 2 / 3, 1.0]}
-    assert review.epochs_saved(trials) == ((10 - 3) + (10 - 6), 10 * 3 + 3 + 6)
-    assert review.epochs_saved(trials, {"epochs": 50}) == ((50 - 3) + (50 - 6), 39)
+    assert insights.epochs_saved(trials) == ((10 - 3) + (10 - 6), 10 * 3 + 3 + 6)
+    assert insights.epochs_saved(trials, {"epochs": 50}) == ((50 - 3) + (50 - 6), 39)
 
 
 def test_importances_and_findings_are_computed_from_the_trials():
@@ -167,13 +167,13 @@ def test_importances_and_findings_are_computed_from_the_trials():
     ped = review.importances(study)
     assert next(iter(ped)) == "learning_rate"
     assert sum(ped.values()) == pytest.approx(1.0)
-    facts = review.findings(trials, True, {"epochs": 50}, ped, null_accuracy=77.8)
+    facts = insights.findings(trials, True, {"epochs": 50}, ped, null_accuracy=77.8)
     assert "'learning_rate' matters most" in facts["importance"]
-    top = review.top_trials(trials, 0.1)
+    top = insights.top_trials(trials, 0.1)
     assert len(top) == -(-sum(t.state == TrialState.COMPLETE for t in trials) // 10)
     lrs = [t.params["learning_rate"] for t in top]
-    assert f"from {review.format_value(min(lrs))} to {review.format_value(max(lrs))}" in facts["slice"]
-    saved, _ = review.epochs_saved(trials, {"epochs": 50})
+    assert f"from {insights.format_value(min(lrs))} to {insights.format_value(max(lrs))}" in facts["slice"]
+    saved, _ = insights.epochs_saved(trials, {"epochs": 50})
     assert f"saving {saved:,} epochs" in facts["intermediate"]
     best = max(t.value for t in trials if t.value is not None)
     assert f"Best value {best:.2f}" in facts["history"]
@@ -192,7 +192,7 @@ def test_fixed_importances_feed_optuna_plot():
 
 def test_findings_for_a_study_without_completed_trials():
     trials = [plain_trial(TrialState.PRUNED, None, 1e-3, 4), plain_trial(TrialState.FAIL, None, 1e-3, 0)]
-    facts = review.findings(trials)
+    facts = insights.findings(trials)
     assert "No trial has completed yet (1 pruned, 1 failed)" in facts["history"]
     assert "slice" not in facts and "importance" not in facts
 
