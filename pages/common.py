@@ -69,7 +69,8 @@ def sidebar() -> None:
         if data is None:
             st.warning("No data set yet: upload it on Home.")
         else:
-            st.write(f"`{config.data_path}`: {data.rows:,} rows, null accuracy {data.null_accuracy:.1f}%")
+            st.code(str(config.data_path), language=None)
+            st.caption(f"{data.rows:,} rows · null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
         st.code(config.storage_url, language=None)
         worker_leases()
