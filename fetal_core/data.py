@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from .config import KAGGLE_DATASET, SHARED_DATA_PATH, settings
 
@@ -208,6 +207,8 @@ def split_dataset(data: Dataset, standardize: bool = False) -> Split:
     With ``standardize`` the features are scaled by the training part's mean and std only, so nothing
     about the validation rows leaks into training.
     """
+    from sklearn.model_selection import train_test_split  # here: scikit-learn costs ~1 s to import
+
     positions = np.arange(data.rows)
     train_index, val_index = train_test_split(
         positions, test_size=VALIDATION_FRACTION, random_state=SPLIT_SEED, stratify=data.labels
