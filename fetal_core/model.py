@@ -49,54 +49,75 @@ class MLP:
             bound = 1.0 / np.sqrt(n_in)
             self.weights[-1][...] = rng.uniform(-bound, bound, size=(n_out, n_in))
             self.biases[-1][...] = rng.uniform(-bound, bound, size=n_out)
+        self._workspaces: dict[int, _Workspace] = {}
 
     @property
     def hidden_layers(self) -> list[int]:
         return self.widths[1:-1]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Evaluation forward pass (dropout off)."""
-        a = x
+        """Evaluation forward pass (dropout off), held transposed like the training step."""
+        a = x.T
         for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            z = a @ w.T + b
-            a = np.maximum(z, LEAKY_SLOPE * z)
-        return a @ self.weights[-1].T + self.biases[-1]
+            z = w @ a
+            z += b[:, None]
+            a = np.maximum(z, np.multiply(z, LEAKY_SLOPE, dtype=np.float32), out=z)
+        z = self.weights[-1] @ a
+        z += self.biases[-1][:, None]
+        return np.ascontiguousarray(z.T)
 
     def loss_and_gradients(self, x: np.ndarray, y: np.ndarray, keep_mask: np.ndarray) -> float:
         """Training step maths: forward with dropout, mean cross-entropy, gradients into ``self.grads``.
 
         ``keep_mask`` is the dropout mask (1 keeps a unit, 0 drops it) for the last hidden layer.
+
+        Two choices make this fast for small batches. Activations are held transposed (units x rows), so
+        every product is one BLAS handles well at a few rows: ``a @ W.T`` with 10 rows took 3x longer than
+        ``W @ a.T``. And every intermediate lives in a workspace reused by all steps of one batch size:
+        a fresh temporary per operation costs a page-faulting allocation, which took longer than the
+        arithmetic for wide layers.
         """
-        activations, slopes = [x], []
-        a = x
-        for w, b in zip(self.weights[:-1], self.biases[:-1]):
-            z = a @ w.T + b
-            slope = np.where(z > 0, np.float32(1.0), np.float32(LEAKY_SLOPE))
-            a = z * slope
-            activations.append(a)
-            slopes.append(slope)
-        scale = keep_mask * np.float32(1.0 / (1.0 - DROPOUT))
-        dropped = a * scale
-        logits = dropped @ self.weights[-1].T + self.biases[-1]
+        rows = len(y)
+        space = self._workspaces.get(rows)
+        if space is None:
+            space = self._workspaces[rows] = _Workspace(self.widths, rows)
+        activations, slopes = [x.T], space.slopes
+        for layer, (w, b) in enumerate(zip(self.weights[:-1], self.biases[:-1])):
+            z, slope = space.outputs[layer], slopes[layer]
+            np.matmul(w, activations[-1], out=z)
+            z += b[:, None]
+            # LeakyReLU's derivative, 1 where z > 0 else the slope, as arithmetic (np.where is 3x slower).
+            np.greater(z, 0, out=space.positive[layer])
+            np.copyto(slope, space.positive[layer])
+            slope *= np.float32(1.0 - LEAKY_SLOPE)
+            slope += np.float32(LEAKY_SLOPE)
+            z *= slope  # now the activation
+            activations.append(z)
+        scale = np.multiply(keep_mask.T, np.float32(1.0 / (1.0 - DROPOUT)), out=space.scale)
+        dropped = np.multiply(activations[-1], scale, out=space.dropped)
+        logits = space.outputs[-1]
+        np.matmul(self.weights[-1], dropped, out=logits)
+        logits += self.biases[-1][:, None]
 
-        rows = np.arange(len(y))
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        total = exp.sum(axis=1, keepdims=True)
-        loss = float(np.mean(np.log(total[:, 0]) - shifted[rows, y]))
+        index = y, space.columns
+        logits -= logits.max(axis=0)  # shifted: exp cannot overflow
+        grad = np.exp(logits, out=space.probabilities)
+        total = grad.sum(axis=0)
+        loss = float((np.log(total).sum() - logits[index].sum()) / rows)
 
-        grad = exp / total
-        grad[rows, y] -= 1.0
-        grad /= len(y)
-        np.matmul(grad.T, dropped, out=self.weight_grads[-1])
-        grad.sum(axis=0, out=self.bias_grads[-1])
-        grad = (grad @ self.weights[-1]) * scale
+        grad /= total  # softmax
+        grad[index] -= 1.0
+        grad /= rows
+        np.matmul(grad, dropped.T, out=self.weight_grads[-1])
+        grad.sum(axis=1, out=self.bias_grads[-1])
+        grad = np.matmul(self.weights[-1].T, grad, out=space.upstream[-1])
+        grad *= scale
         for layer in range(len(slopes) - 1, -1, -1):
             grad *= slopes[layer]
-            np.matmul(grad.T, activations[layer], out=self.weight_grads[layer])
-            grad.sum(axis=0, out=self.bias_grads[layer])
+            np.matmul(grad, activations[layer].T, out=self.weight_grads[layer])
+            grad.sum(axis=1, out=self.bias_grads[layer])
             if layer:
-                grad = grad @ self.weights[layer]
+                grad = np.matmul(self.weights[layer].T, grad, out=space.upstream[layer - 1])
         return loss
 
     def to_torch(self):
@@ -114,3 +135,18 @@ class MLP:
                 linear.weight.copy_(torch.from_numpy(w.copy()))
                 linear.bias.copy_(torch.from_numpy(b.copy()))
         return nn.Sequential(*layers)
+
+
+class _Workspace:
+    """Preallocated arrays for training steps on batches of ``rows`` rows, held as units x rows."""
+
+    def __init__(self, widths: list[int], rows: int) -> None:
+        hidden = widths[1:-1]
+        self.columns = np.arange(rows)
+        self.outputs = [np.empty((width, rows), dtype=np.float32) for width in widths[1:]]  # z, then activation
+        self.positive = [np.empty((width, rows), dtype=bool) for width in hidden]
+        self.slopes = [np.empty((width, rows), dtype=np.float32) for width in hidden]
+        self.upstream = [np.empty((width, rows), dtype=np.float32) for width in hidden]  # gradient w.r.t. output
+        self.scale = np.empty((hidden[-1], rows), dtype=np.float32)
+        self.dropped = np.empty((hidden[-1], rows), dtype=np.float32)
+        self.probabilities = np.empty((widths[-1], rows), dtype=np.float32)

