@@ -212,8 +212,9 @@ def test_curve_reading_names_a_too_high_learning_rate(dataset):
     jumpy = make_run_record(train(TrainConfig(optimizer="RMSprop", learning_rate=0.1, weight_decay=0.0,
                                               scheduler=False), raw_split), 1)  # fmt: skip
     assert any("learning rate may be too high" in n for n in read_curve(jumpy)), read_curve(jumpy)
-    rising = make_run_record(train(TrainConfig(learning_rate=5e-4, weight_decay=0.0, standardize=True, scheduler=False,
-                                               epochs=60), split), 2)  # fmt: skip
+    # Small steps stopped early: still rising at the end for each of seeds 0-9 (checked), not one lucky draw.
+    rising = make_run_record(train(TrainConfig(hidden_layers=(64, 32), learning_rate=1e-4, weight_decay=0.0,
+                                               standardize=True, scheduler=False, epochs=40), split), 2)  # fmt: skip
     assert any("more epochs" in n for n in read_curve(rising)), read_curve(rising)
     steady = make_run_record(train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200),
                                    split), 3)  # fmt: skip

@@ -95,6 +95,7 @@ def test_stop_mid_run_keeps_the_partial_run(streamlit_server, chromium, artifact
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
     open_part1(page, streamlit_server)
     set_number(page, "part1_epochs", 1500)
+    set_number(page, "part1_batch", 8)  # ~10 ms an epoch: the Stop lands long before epoch 1500
     page.evaluate(RECORD_PROGRESS)
     page.locator(".st-key-part1_train button").click()
     page.wait_for_function("() => (window.__progress.at(-1) || {}).points >= 30", timeout=30_000)
@@ -110,6 +111,7 @@ def test_stop_mid_run_keeps_the_partial_run(streamlit_server, chromium, artifact
     page.set_viewport_size({"width": 1400, "height": 2600})
     page.screenshot(path=str(artifacts / "part1_stopped.png"))
 
+    set_number(page, "part1_epochs", 20)
     page.locator(".st-key-part1_train button").click()  # the page still trains after a stop
     page.locator(".st-key-part1_result h3", has_text="Run 2").wait_for(timeout=60_000)
     page.close()
