@@ -205,7 +205,7 @@ class _CompletedTrials:
     from storage at most every ``PRUNING_REFRESH_SECONDS``.
 
     ``Trial.should_prune`` re-reads the study at every epoch, and with SQLite each read also reloads the
-    running trial with all its reported values: 3.4 ms an epoch, a fifth of a whole study's time. With
+    running trial with all its reported values: 3.4 ms an epoch, a tenth of a whole study's time. With
     one worker nothing completes while a trial runs, so the decisions are the same; with many workers a
     trial is compared with the trials completed up to ``PRUNING_REFRESH_SECONDS`` ago.
     """
