@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 from .config import DEFAULT_STUDY_NAME, settings
 from .data import DatasetError, fetch_dataset, load_dataset, split_dataset
-from .search import PRUNERS, SAMPLERS, SearchSpace, StudyPlan, parse_depth, run_study
+from .pruning import PRUNERS
+from .search import SAMPLERS, SearchSpace, StudyPlan, parse_depth, run_study
 from .storage import StorageError, open_storage
 from .training import OPTIMIZERS, ConfigError, TrainConfig, train
 

@@ -1,4 +1,4 @@
-"""Optuna studies: the search space, the objective, samplers, pruners, storage and a safe trial runner.
+"""Optuna studies: the search space, the objective, samplers and a safe trial runner (pruners: `pruning`).
 
 The objective reads as the notebook's define-by-run search space; every trial keeps its full config and
 per-epoch curve as user attrs, so a results page never retrains. ``run_study`` guarantees that a trial
@@ -20,11 +20,11 @@ import optuna
 from optuna.trial import TrialState
 
 from .data import Dataset, Split, split_dataset
+from .pruning import PRUNERS, make_pruner, pruning_check
 from .storage import open_storage, reap_stale_trials
 from .training import OPTIMIZERS, ConfigError, EpochMetrics, TrainConfig, train
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
-PRUNERS = ("median", "hyperband", "halving", "none")
 # Errors inside one trial that fail that trial but let the study go on (a NaN, a bad suggestion).
 TRIAL_ERRORS = (ArithmeticError, RuntimeError, ValueError)
 
@@ -166,7 +166,7 @@ def parse_depth(depth: str | int | None) -> int | None:
         raise ConfigError(f"depth: '{depth}' is not 'nas' or a number of layers.") from None
 
 
-# ---------------------------------------------------------------- samplers and pruners
+# ---------------------------------------------------------------- samplers
 
 
 def make_sampler(name: str, seed: int | None = 42, space: SearchSpace | None = None, grid_points: int = 3):
@@ -182,65 +182,6 @@ def make_sampler(name: str, seed: int | None = 42, space: SearchSpace | None = N
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     raise ConfigError(f"sampler: '{name}' is not one of {', '.join(SAMPLERS)}.")
-
-
-def make_pruner(name: str, epochs: int = 50) -> optuna.pruners.BasePruner:
-    """Median (the notebook's), Hyperband, successive halving, or none."""
-    if name == "median":
-        return optuna.pruners.MedianPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    if name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(f"pruner: '{name}' is not one of {', '.join(PRUNERS)}.")
-
-
-PRUNING_REFRESH_SECONDS = 5.0
-
-
-class _CompletedTrials:
-    """What a median (percentile) pruner reads of a study, its direction and its COMPLETE trials, re-read
-    from storage at most every ``PRUNING_REFRESH_SECONDS``.
-
-    ``Trial.should_prune`` re-reads the study at every epoch, and with SQLite each read also reloads the
-    running trial with all its reported values: 3.4 ms an epoch, a tenth of a whole study's time. With
-    one worker nothing completes while a trial runs, so the decisions are the same; with many workers a
-    trial is compared with the trials completed up to ``PRUNING_REFRESH_SECONDS`` ago.
-    """
-
-    def __init__(self, study: optuna.Study) -> None:
-        self._study, self.direction = study, study.direction
-        self._read_at, self._complete = -math.inf, []
-
-    def get_trials(self, deepcopy: bool = False, states: tuple | None = None) -> list:
-        if states != (TrialState.COMPLETE,):
-            raise NotImplementedError("only COMPLETE trials are kept for pruning")
-        if time.monotonic() - self._read_at >= PRUNING_REFRESH_SECONDS:
-            self._complete = self._study.get_trials(deepcopy=False, states=states)
-            self._read_at = time.monotonic()
-        return self._complete
-
-
-def pruning_check(trial: optuna.Trial) -> Callable[[dict[int, float]], bool]:
-    """``trial.should_prune()`` given the values reported so far (step -> value), cheaper for the median
-    pruner (see ``_CompletedTrials``); other pruners keep Optuna's own path."""
-    pruner = trial.study.pruner
-    if not isinstance(pruner, optuna.pruners.PercentilePruner):
-        return lambda _reported: trial.should_prune()
-    completed = _CompletedTrials(trial.study)
-    running = optuna.trial.FrozenTrial(
-        number=trial.number, trial_id=trial.number, state=TrialState.RUNNING, value=None,
-        datetime_start=trial.datetime_start, datetime_complete=None, params={}, distributions={},
-        user_attrs={}, system_attrs={}, intermediate_values={},
-    )  # fmt: skip  (the pruner reads only the reported values; trial_id is not used)
-
-    def check(reported: dict[int, float]) -> bool:
-        running.intermediate_values = reported
-        return pruner.prune(completed, running)
-
-    return check
 
 
 def check_study_name(name: str) -> str:

@@ -9,7 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 from fetal_core.data import split_dataset
-from fetal_core.search import SearchSpace, StudyPlan, make_sampler, pruning_check, run_study
+from fetal_core.pruning import pruning_check
+from fetal_core.search import SearchSpace, StudyPlan, make_sampler, run_study
 from fetal_core.storage import open_storage
 from fetal_core.training import ConfigError, TrainConfig, train
 
@@ -196,7 +197,7 @@ def test_each_pruner_runs_a_tiny_study(dataset, pruner):
 
 
 def test_make_sampler_and_pruner_types():
-    from fetal_core.search import make_pruner
+    from fetal_core.pruning import make_pruner
 
     for name, cls in PRUNER_CLASSES.items():
         assert isinstance(make_pruner(name, epochs=10), cls)
