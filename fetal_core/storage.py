@@ -17,19 +17,60 @@ class StorageError(ValueError):
     """A storage URL that cannot be opened, with the reason."""
 
 
+OPTUNA_TABLES = {"studies", "trials", "version_info"}  # present in every Optuna RDB storage
+
+
 def _sqlite_path(url: str) -> Path | None:
-    rest = url[len("sqlite:///") :]
-    return None if rest in ("", ":memory:") else Path(rest)
+    """The file of a ``sqlite:///`` URL (None for ``:memory:``); an empty path is refused."""
+    rest = url[len("sqlite:///") :].split("?", 1)[0]
+    if rest == ":memory:":
+        return None
+    if not rest.strip():
+        raise StorageError("storage: 'sqlite:///' names no file; use sqlite:///data/Fetal_Health.sqlite3.")
+    return Path(rest)
 
 
-def _with_installed_postgres_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3; use psycopg2 when only that is installed."""
-    import importlib.util
+def _check_sqlite_file_is_ours(path: Path) -> None:
+    """Refuse an existing file that is not an (empty or) Optuna SQLite storage, before anything writes to it.
 
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
-        if importlib.util.find_spec("psycopg2") is not None:
-            return "postgresql+psycopg2://" + url[len("postgresql://") :]
-    return url
+    Opened read-only: a user's own database pointed at by mistake stays byte-for-byte unchanged.
+    """
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise StorageError(f"storage: '{path}' is not a regular file.")
+    if path.stat().st_size == 0:
+        return
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as err:
+        raise StorageError(f"storage: '{path}' is not a SQLite database ({err}); nothing was written to it.") from None
+    if tables and not OPTUNA_TABLES <= tables:
+        raise StorageError(
+            f"storage: '{path}' is a SQLite database of something else (no Optuna tables); nothing was written to it. "
+            "Give a new file name or an Optuna storage."
+        )
+
+
+def _check_server_url(url: str) -> None:
+    """A PostgreSQL/MySQL URL must name a host and a database: a bare ``postgresql://`` would connect by
+    socket to whatever database the OS user maps to, and create tables there."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise StorageError(f"storage: '{url}' is not a valid database URL.") from None
+    missing = [part for part, value in (("host", parsed.host), ("database", parsed.database)) if not value]
+    if missing:
+        raise StorageError(
+            f"storage: '{parsed.render_as_string(hide_password=True)}' names no {' and no '.join(missing)}; "
+            "use e.g. postgresql://postgres@127.0.0.1:5432/test."
+        )
 
 
 def open_storage(
@@ -59,17 +100,17 @@ def open_storage(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.journal.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
-        rdb_url = url
         if url.startswith("sqlite:///"):
             path = _sqlite_path(url)
             engine_kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}}
             if path is not None:
+                _check_sqlite_file_is_ours(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with sqlite3.connect(path, timeout=60) as connection:  # WAL is a property of the file
                     connection.execute("PRAGMA journal_mode=WAL")
         elif url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
+            _check_server_url(url)
             engine_kwargs = {"pool_pre_ping": True}
-            rdb_url = _with_installed_postgres_driver(url)
         else:
             raise StorageError(
                 f"storage: '{url}' is not a supported URL (sqlite:///…, postgresql://…, mysql://…, "
@@ -78,7 +119,7 @@ def open_storage(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
-                rdb_url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
             )
         if url.startswith("sqlite:///"):
             from sqlalchemy import event
