@@ -18,6 +18,7 @@ from .data import DatasetError, fetch_dataset, load_dataset, split_dataset
 from .pruning import PRUNERS
 from .search import SAMPLERS, SearchSpace, StudyPlan, parse_depth, run_study
 from .storage import StorageError, open_storage
+from .text import clip
 from .training import OPTIMIZERS, ConfigError, TrainConfig, train
 
 
@@ -269,8 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (DatasetError, ConfigError, StorageError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {clip(err, 300)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # the last resort: one line, never a traceback
+        print(f"error: {type(err).__name__}: {clip(err, 300)}", file=sys.stderr)
+        return 2

@@ -12,6 +12,8 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 
+from . import limits
+from .text import clip
 from .training import OPTIMIZERS, ConfigError, TrainConfig, TrainResult
 
 
@@ -23,10 +25,10 @@ def _log_grid(low_exponent: int, high_exponent: int) -> tuple[float, ...]:
 
 LEARNING_RATES = _log_grid(-5, 0)  # 1e-5 ... 1 (the notebook's default is 1)
 WEIGHT_DECAYS = (0.0, *_log_grid(-5, 0))  # 0, 1e-5 ... 1
-MAX_LAYERS = 6
-MAX_UNITS = 512
-MAX_EPOCHS = 2000
-MAX_BATCH = 2048
+MAX_LAYERS = int(limits.LAYERS.high)
+MAX_UNITS = int(limits.UNITS.high)
+MAX_EPOCHS = int(limits.EPOCHS.high)
+MAX_BATCH = int(limits.BATCH_SIZE.high)
 QUERY_KEYS = {  # short URL key -> TrainConfig field
     "hl": "hidden_layers", "bs": "batch_size", "opt": "optimizer", "lr": "learning_rate",
     "wd": "weight_decay", "sch": "scheduler", "ep": "epochs", "seed": "seed", "std": "standardize",
@@ -63,7 +65,7 @@ def parse_hidden_layers(text: str) -> tuple[int, ...]:
     widths = []
     for position, part in enumerate(parts, start=1):
         if not part.isdigit():
-            raise ConfigError(f"hidden layers: layer {position} is '{part}', not a whole number.")
+            raise ConfigError(f"hidden layers: layer {position} is {clip(repr(part), 40)}, not a whole number.")
         units = int(part)
         if not 1 <= units <= MAX_UNITS:
             raise ConfigError(f"hidden layers: layer {position} has {units} units; use 1 to {MAX_UNITS}.")
@@ -139,7 +141,7 @@ def config_from_query(params: Mapping[str, str], base: TrainConfig) -> tuple[Tra
         "wd": lambda raw: _parse_rate(raw, allow_zero=True),
         "sch": _parse_bool,
         "ep": lambda raw: _parse_int(raw, 1, MAX_EPOCHS),
-        "seed": lambda raw: _parse_int(raw, 0, 2**31 - 1),
+        "seed": lambda raw: _parse_int(raw, int(limits.SEED.low), int(limits.SEED.high)),
         "std": _parse_bool,
     }
     for key, raw in params.items():

@@ -8,7 +8,6 @@ Streamlit Stop) is told FAIL before the exception propagates: no trial is left R
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,12 +18,14 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from . import limits
 from .data import Dataset, Split, split_dataset
 from .pruning import PRUNERS, make_pruner, pruning_check
 from .storage import open_storage, reap_stale_trials
 from .training import OPTIMIZERS, ConfigError, EpochMetrics, TrainConfig, train
 
 SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
+TARGET_ATTR = "target_trials"  # study user attr: the total of finished trials its page workers aim at together
 # Errors inside one trial that fail that trial but let the study go on (a NaN, a bad suggestion).
 TRIAL_ERRORS = (ArithmeticError, RuntimeError, ValueError)
 
@@ -65,36 +66,28 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "optimizers", tuple(self.optimizers))
-        for name, low, high, floor in (
-            ("layers", self.min_layers, self.max_layers, 1),
-            ("units", self.min_units, self.max_units, 1),
-            ("batch size", self.min_batch, self.max_batch, 1),
+        for name, low, high, allowed in (
+            ("layers", self.min_layers, self.max_layers, limits.LAYERS),
+            ("units", self.min_units, self.max_units, limits.UNITS),
+            ("batch size", self.min_batch, self.max_batch, limits.BATCH_SIZE),
+            ("learning rate", self.min_lr, self.max_lr, limits.LEARNING_RATE),
+            ("weight decay", self.min_weight_decay, self.max_weight_decay, limits.WEIGHT_DECAY),
         ):
-            if int(low) != low or int(high) != high:
-                raise ConfigError(f"{name}: the range {low}..{high} must be whole numbers.")
-            if low < floor:
-                raise ConfigError(f"{name}: the lowest value {low} must be at least {floor}.")
-            if not low < high:
-                raise ConfigError(f"{name}: the low end {low} must be below the high end {high}.")
-        if self.max_layers > 8:
-            raise ConfigError(f"layers: {self.max_layers} hidden layers is too deep for this lab (at most 8).")
-        if self.max_units > 4096:
-            raise ConfigError(f"units: {self.max_units} is too wide for this lab (at most 4096).")
-        for name, low, high in (
-            ("learning rate", self.min_lr, self.max_lr),
-            ("weight decay", self.min_weight_decay, self.max_weight_decay),
-        ):
-            if not (low > 0 and high > 0 and math.isfinite(low) and math.isfinite(high)):
-                raise ConfigError(f"{name}: a log-scale range needs positive ends, not {low:g}..{high:g}.")
+            whole = allowed in (limits.LAYERS, limits.UNITS, limits.BATCH_SIZE)
+            limits.check(f"{name}: the low end", low, allowed, whole=whole)
+            limits.check(f"{name}: the high end", high, allowed, whole=whole)
             if not low < high:
                 raise ConfigError(f"{name}: the low end {low:g} must be below the high end {high:g}.")
+        if self.min_weight_decay <= 0:
+            low = self.min_weight_decay
+            raise ConfigError(f"weight decay: a log-scale range needs a positive low end, not {low:g}.")
         if not self.optimizers:
             raise ConfigError("optimizers: choose at least one optimiser.")
         unknown = [o for o in self.optimizers if o not in OPTIMIZERS]
         if unknown:
             raise ConfigError(f"optimizers: {', '.join(unknown)} not one of {', '.join(OPTIMIZERS)}.")
-        if self.depth is not None and not 1 <= self.depth <= 8:
-            raise ConfigError(f"depth: {self.depth} hidden layers; use 1 to 8, or define-by-run.")
+        if self.depth is not None:
+            limits.check("depth (fixed number of hidden layers)", self.depth, limits.LAYERS, whole=True)
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Ask ``trial`` for one configuration, in the notebook's order and with its parameter names."""
@@ -216,13 +209,13 @@ class StudyPlan:
     space: SearchSpace = field(default_factory=SearchSpace)
     standardize: bool = False
     grid_points: int = 3
+    shared_target: bool = False  # stop once the study's TARGET_ATTR is reached by all its workers together
 
     def __post_init__(self) -> None:
         check_study_name(self.study_name)
-        if not 1 <= self.trials <= 100_000:
-            raise ConfigError(f"trials: {self.trials}; run at least one trial.")
-        if not 1 <= self.epochs <= 10_000:
-            raise ConfigError(f"epochs: {self.epochs} must be between 1 and 10000.")
+        limits.check("trials", self.trials, limits.TRIALS, whole=True)
+        limits.check("epochs", self.epochs, limits.EPOCHS, whole=True)
+        limits.check("seed", self.seed, limits.SEED, whole=True)
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler: '{self.sampler}' is not one of {', '.join(SAMPLERS)}.")
         if self.pruner not in PRUNERS:
@@ -380,6 +373,19 @@ def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage | None = No
     return study
 
 
+def target_reached(study: optuna.Study) -> bool:
+    """Whether the trials finished or running reach the study's shared target (``TARGET_ATTR``), if it has one.
+
+    Counting the running trials too lets two sessions that start the same study at once share one target
+    instead of running it twice over: each stops starting trials once the others' running trials fill it.
+    """
+    target = study.user_attrs.get(TARGET_ATTR)
+    if not target:
+        return False
+    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=live)) >= int(target)
+
+
 def run_study(
     plan: StudyPlan,
     data: Dataset,
@@ -407,6 +413,8 @@ def run_study(
         if should_stop is not None and should_stop():
             stopped_between_trials.append(True)
             study_.stop()  # no new trial; the finished one is kept
+        elif plan.shared_target and target_reached(study_):
+            study_.stop()  # other workers of the study (another session, a CLI worker) brought it to its target
 
     interrupted = False
     try:

@@ -22,28 +22,27 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import limits
 from .config import settings
 from .data import CLASS_NAMES, Split
+from .limits import ConfigError
 from .model import MLP
+from .text import clip
 
 OPTIMIZERS = ("SGD", "Adam", "RMSprop")
-
-
-class ConfigError(ValueError):
-    """A training or search setting that cannot be used, naming the setting and its value."""
 
 
 def _whole_number(name: str, value: object) -> int:
     """``value`` as an int (whole floats such as 100.0 from a table are fine), else a ConfigError."""
     if isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer()):
         return int(value)
-    raise ConfigError(f"{name}: {value!r} is not a whole number.")
+    raise ConfigError(f"{name}: {clip(repr(value), 40)} is not a whole number.")
 
 
 def _real_number(name: str, value: object) -> float:
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
-    raise ConfigError(f"{name}: {value!r} is not a number.")
+    raise ConfigError(f"{name}: {clip(repr(value), 40)} is not a number.")
 
 
 @dataclass(frozen=True)
@@ -71,19 +70,16 @@ class TrainConfig:
             object.__setattr__(self, name, _real_number(name, getattr(self, name)))
         if not self.hidden_layers:
             raise ConfigError("hidden_layers: give at least one hidden layer width.")
+        limits.check("hidden_layers: number of layers", len(self.hidden_layers), limits.LAYERS)
         for i, units in enumerate(self.hidden_layers):
-            if not 1 <= units <= 4096:
-                raise ConfigError(f"hidden_layers: layer {i} has {units} units; use 1 to 4096.")
-        if not 1 <= self.batch_size <= 100_000:
-            raise ConfigError(f"batch_size: {self.batch_size} is not a positive batch size.")
+            limits.check(f"hidden_layers: layer {i} units", units, limits.UNITS)
+        limits.check("batch_size", self.batch_size, limits.BATCH_SIZE)
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer: '{self.optimizer}' is not one of {', '.join(OPTIMIZERS)}.")
-        if not (self.learning_rate > 0 and self.learning_rate < float("inf")):
-            raise ConfigError(f"learning_rate: {self.learning_rate} must be a positive number.")
-        if not (self.weight_decay >= 0 and self.weight_decay < float("inf")):
-            raise ConfigError(f"weight_decay: {self.weight_decay} must be zero or positive.")
-        if not 1 <= self.epochs <= 10_000:
-            raise ConfigError(f"epochs: {self.epochs} must be between 1 and 10000.")
+            raise ConfigError(f"optimizer: {clip(repr(self.optimizer), 40)} is not one of {', '.join(OPTIMIZERS)}.")
+        limits.check("learning_rate", self.learning_rate, limits.LEARNING_RATE)
+        limits.check("weight_decay", self.weight_decay, limits.WEIGHT_DECAY)
+        limits.check("epochs", self.epochs, limits.EPOCHS)
+        limits.check("seed", self.seed, limits.SEED)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -6,6 +6,7 @@ import streamlit as st
 
 from fetal_core.config import Settings, settings
 from fetal_core.data import Dataset, DatasetError, load_dataset
+from fetal_core.search import TARGET_ATTR
 
 
 def app_settings() -> Settings:
@@ -99,7 +100,6 @@ def session_workers() -> dict:
 
 
 LEASE_RENEW_SECONDS = 5  # well inside fetal_core.workers.LEASE_SECONDS (30 s)
-TARGET_ATTR = "target_trials"  # study user attr a page sets: the total of finished trials it aims at
 
 
 def _finished_and_target(url: str, study_name: str, default_target: int) -> tuple[int, int]:

@@ -11,9 +11,11 @@ import time
 
 import streamlit as st
 
+from fetal_core import limits
 from fetal_core.config import DEFAULT_STUDY_NAME
 from fetal_core.search import SearchSpace, StudyPlan, open_study
 from fetal_core.storage import StorageError
+from fetal_core.text import clip
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from fetal_core.workers import start_worker
 from pages import study_live as live
@@ -56,6 +58,11 @@ def own_worker_running() -> bool:
     return worker is not None and worker.alive()
 
 
+def within(allowed: limits.Range, value: int) -> int:
+    """A stored value clamped into its widget's range (a study made elsewhere may hold any number)."""
+    return min(max(int(value), int(allowed.low)), int(allowed.high))
+
+
 def form_values(user_attrs: dict | None, finished: int) -> dict:
     """Form defaults: the notebook's search space, or the settings an existing study was made with."""
     attrs = user_attrs or {}
@@ -64,10 +71,10 @@ def form_values(user_attrs: dict | None, finished: int) -> dict:
     target = int(attrs.get(TARGET_ATTR) or 0)
     return {
         "p2_sampler": attrs.get("sampler", "tpe") if attrs.get("sampler") in SAMPLERS else "tpe",
-        "p2_seed": int(attrs.get("seed", 42)),
+        "p2_seed": within(limits.SEED, int(attrs.get("seed", 42))),
         "p2_pruner": attrs.get("pruner", "median") if attrs.get("pruner") in PRUNERS else "median",
-        "p2_trials": (target if target > finished else finished + 10) if attrs else 30,
-        "p2_epochs": int(attrs.get("epochs", 50)),
+        "p2_trials": within(limits.TRIALS, (target if target > finished else finished + 10) if attrs else 30),
+        "p2_epochs": within(limits.EPOCHS, int(attrs.get("epochs", 50))),
         "p2_depth": depth_label,
         "p2_min_layers": space.min_layers,
         "p2_max_layers": space.max_layers,
@@ -144,6 +151,7 @@ def start_study(names: list[str]) -> None:
             seed=int(state["p2_seed"]),
             epochs=int(state["p2_epochs"]),
             space=space,
+            shared_target=True,
         )
         if remaining == 0:
             st.info(f"Study '{name}' already has {total} finished trials: raise the total to continue it.")
@@ -152,6 +160,9 @@ def start_study(names: list[str]) -> None:
         study = open_study(plan, storage)
     except (ConfigError, StorageError) as err:
         st.error(f"Not started. {err}")
+        return
+    except Exception as err:  # never Streamlit's crash page for a value we did not foresee
+        st.error(f"Not started. {type(err).__name__}: {clip(err, 200)}")
         return
     study.set_user_attr(TARGET_ATTR, total)
     study.set_user_attr(live.RUN_STARTED_ATTR, time.time())
@@ -189,12 +200,15 @@ def setup_form(names: list[str]) -> None:
         with left:
             st.selectbox("Sampler", list(SAMPLERS), key="p2_sampler")
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in SAMPLERS.items()))
-            st.number_input("Seed", min_value=0, step=1, key="p2_seed", help="Same seed, same suggestions.")
+            st.number_input(
+                "Seed", int(limits.SEED.low), int(limits.SEED.high), step=1, key="p2_seed",
+                help="Same seed, same suggestions.",
+            )  # fmt: skip
             st.selectbox("Pruner", list(PRUNERS), key="p2_pruner")
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in PRUNERS.items()))
-            st.number_input("Trials (total to reach)", min_value=1, max_value=1000, step=1, key="p2_trials")
+            st.number_input("Trials (total to reach)", 1, int(limits.TRIALS.high), step=1, key="p2_trials")
             st.caption("For an existing study, only the missing trials run: total minus finished ones.")
-            st.number_input("Epochs per trial", min_value=1, max_value=500, step=1, key="p2_epochs")
+            st.number_input("Epochs per trial", 1, int(limits.EPOCHS.high), step=1, key="p2_epochs")
             st.caption("Each trial reports its accuracy every epoch; the pruner decides after each one.")
         with right:
             st.selectbox("Depth (hidden layers)", list(DEPTHS), key="p2_depth")
