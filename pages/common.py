@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import streamlit as st
 
 from fetal_core.config import Settings, settings
@@ -85,6 +87,20 @@ def shared_storage(url: str):
     return open_storage(url)
 
 
+@st.cache_data(ttl=10, show_spinner=False)
+def reap_dead_workers(url: str, study_name: str) -> None:
+    """FAIL the study's RUNNING trials whose worker (a killed CLI worker, a crashed process) stopped sending
+    heartbeats more than the grace period ago. Cached: at most one look per study every 10 s for the server."""
+    import optuna
+
+    from fetal_core.storage import reap_stale_trials
+
+    try:
+        reap_stale_trials(optuna.load_study(study_name=study_name, storage=shared_storage(url)))
+    except Exception:  # the storage is busy or the study vanished: the next look tries again
+        pass
+
+
 def configured_storage():
     """The server's configured storage (students cannot choose another)."""
     return shared_storage(app_settings().storage_url)
@@ -137,6 +153,7 @@ def worker_leases() -> None:
     """Renew the lease of every worker of this session (so they run on while the student is on another
     page and stop ~30 s after the tab is closed), collect their messages and show one status line each."""
     workers = session_workers()
+    multiprocessing.active_children()  # joins this server's finished worker processes (no <defunct> entries)
     if workers:
         st.caption("Background studies")
     for worker in list(workers.values()):

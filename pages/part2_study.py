@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 import streamlit as st
+from optuna.trial import TrialState
 
 from fetal_core import limits
 from fetal_core.config import DEFAULT_STUDY_NAME
@@ -25,6 +26,7 @@ from pages.common import (
     configured_storage,
     current_dataset,
     enter_through_app,
+    reap_dead_workers,
     session_workers,
 )
 
@@ -249,6 +251,8 @@ def live_study() -> None:
         st.info(f"No study '{name}' in the storage yet.")
         return
     trials, attrs = read
+    if any(t.state == TrialState.RUNNING for t in trials):
+        reap_dead_workers(app_settings().storage_url, name)  # a killed CLI worker's trial must not stay RUNNING
     target = int(attrs.get(TARGET_ATTR) or live.finished_count(trials) or 1)
     p = live.progress(trials, target, attrs.get(live.RUN_STARTED_ATTR))
     st.subheader(f"Study '{name}'")
