@@ -195,7 +195,7 @@ def test_bad_upload_shows_its_error_and_a_good_upload_makes_the_data_available(m
 
 def test_hidden_layers_and_link_parsing():
     assert parse_hidden_layers("15, 10") == (15, 10) == parse_hidden_layers("15-10")
-    for text, message in (("", "at least one"), ("0", "use 1 to"), ("1,2,3,4,5,6,7", "7 layers")):
+    for text, message in (("", "at least one"), ("0", "use 1 to"), ("1,2,3,4,5,6,7,8,9", "9 layers")):
         with pytest.raises(ConfigError, match=message):
             parse_hidden_layers(text)
     config = TrainConfig(hidden_layers=(7, 5, 3), optimizer="SGD", learning_rate=2e-5, weight_decay=0.0,

@@ -113,7 +113,7 @@ def test_open_storage_rejects_bad_urls_in_one_line(url, reason, tmp_path):
 def test_open_storage_rejects_a_file_that_is_not_sqlite(tmp_path):
     path = tmp_path / "notes.sqlite3"
     path.write_text("this is not a database\n" * 100)
-    with pytest.raises(StorageError, match="cannot open") as caught:
+    with pytest.raises(StorageError, match="is not a SQLite database") as caught:
         open_storage(f"sqlite:///{path}")
     assert "\n" not in str(caught.value)
 
