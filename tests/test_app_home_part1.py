@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 
 import pytest
@@ -17,7 +15,6 @@ from fetal_core.manual import (
     make_run_record,
     parse_hidden_layers,
     read_curve,
-    runnable_script,
 )
 from fetal_core.training import ConfigError, TrainConfig, train
 from tests.conftest import ROOT
@@ -219,20 +216,3 @@ def test_curve_reading_names_a_too_high_learning_rate(dataset):
     steady = make_run_record(train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200),
                                    split), 3)  # fmt: skip
     assert not any("too high" in n or "Stuck" in n for n in read_curve(steady)), read_curve(steady)
-
-
-@pytest.mark.parametrize("stop_after", [None, 7])
-def test_downloaded_script_reproduces_the_run(tmp_path, dataset, data_path, stop_after):
-    config = TrainConfig(learning_rate=5e-3, weight_decay=1e-4, standardize=True, epochs=25, seed=5)
-    def on_epoch(metrics) -> bool:
-        return stop_after is not None and metrics.epoch >= stop_after
-
-    result = train(config, split_dataset(dataset, True), on_epoch)
-    run = make_run_record(result, 3)
-    script = tmp_path / "run_3.py"
-    script.write_text(runnable_script(run))
-    done = subprocess.run([sys.executable, str(script), str(data_path)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert f"final validation accuracy: {run['final_val_accuracy']:.2f}%" in done.stdout
-    assert len(run["history"]) == (stop_after or 25)
