@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", default="nas", help="'nas' (define-by-run 2-4 layers) or a fixed 2, 3, 4")
     s.add_argument("--standardize", action="store_true")
     s.add_argument("--data", help="CSV path")
-    s.add_argument("--heartbeat", type=_positive_int, default=10, help="seconds between worker heartbeats")
+    s.add_argument("--heartbeat", type=_positive_int, help="seconds between heartbeats ($FETAL_HPO_HEARTBEAT or 10)")
     s.add_argument("--json", action="store_true")
 
     r = commands.add_parser("race", help="race search strategies over seeds (resumes a race of the same name)")
@@ -159,7 +159,8 @@ def _study(args: argparse.Namespace) -> int:
         space=SearchSpace(depth=parse_depth(args.depth)),
         standardize=args.standardize,
     )
-    storage = open_storage(plan.storage_url, heartbeat_interval=args.heartbeat, grace_period=3 * args.heartbeat)
+    heartbeat = args.heartbeat or config.heartbeat_seconds
+    storage = open_storage(plan.storage_url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
 
     def progress(study, trial) -> None:
         if not args.json:

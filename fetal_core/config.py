@@ -3,6 +3,8 @@
 - ``FETAL_HPO_DATA``: path of the CSV (default ``data/fetal_health.csv``).
 - ``FETAL_HPO_STORAGE``: Optuna storage URL (default ``sqlite:///data/Fetal_Health.sqlite3``).
 - ``FETAL_HPO_TORCH_THREADS``: torch threads per training (default 1, see ``training.py``).
+- ``FETAL_HPO_HEARTBEAT``: seconds between the heartbeats of a running trial (default 10); a RUNNING trial
+  silent for three of them belongs to a dead worker and is failed. One value for every process of a class.
 
 Relative paths are relative to the working directory, like the notebook's ``data/...`` paths.
 """
@@ -25,6 +27,12 @@ class Settings:
     data_path: Path
     storage_url: str
     torch_threads: int
+    heartbeat_seconds: int = 10
+
+    @property
+    def grace_seconds(self) -> int:
+        """A RUNNING trial without a heartbeat for this long belongs to a dead worker."""
+        return 3 * self.heartbeat_seconds
 
 
 def settings(data_path: str | os.PathLike | None = None, storage_url: str | None = None) -> Settings:
@@ -34,8 +42,13 @@ def settings(data_path: str | os.PathLike | None = None, storage_url: str | None
         torch_threads = max(1, int(threads))
     except ValueError:
         torch_threads = 1
+    try:
+        heartbeat = max(1, int(os.environ.get("FETAL_HPO_HEARTBEAT", "10")))
+    except ValueError:
+        heartbeat = 10
     return Settings(
         data_path=Path(data_path or os.environ.get("FETAL_HPO_DATA") or DEFAULT_DATA_PATH),
         storage_url=storage_url or os.environ.get("FETAL_HPO_STORAGE") or DEFAULT_STORAGE_URL,
         torch_threads=torch_threads,
+        heartbeat_seconds=heartbeat,
     )

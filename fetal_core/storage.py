@@ -9,9 +9,6 @@ from typing import Any
 
 import optuna
 
-HEARTBEAT_SECONDS = 10  # a live worker writes a heartbeat this often (RDB storage)
-GRACE_SECONDS = 30  # a RUNNING trial without a heartbeat for this long belongs to a dead worker: FAIL it
-
 
 class StorageError(ValueError):
     """A storage URL that cannot be opened, with the reason."""
@@ -74,7 +71,7 @@ def _check_server_url(url: str) -> None:
 
 
 def open_storage(
-    url: str, heartbeat_interval: int = HEARTBEAT_SECONDS, grace_period: int = GRACE_SECONDS
+    url: str, heartbeat_interval: int | None = None, grace_period: int | None = None
 ) -> optuna.storages.BaseStorage:
     """Open any Optuna storage URL, tuned for many workers.
 
@@ -83,8 +80,14 @@ def open_storage(
     - ``postgresql://...`` / ``mysql+...://``: RDB with pre-ping; the choice for many workers.
     - ``journal:///path`` (relative, like sqlite) or ``journal:////abs/path``: Optuna's journal file.
     - ``redis://host:port``: journal in Redis.
-    RDB storages get a heartbeat so trials of killed workers can be failed after ``grace_period``.
+    RDB storages get a heartbeat so trials of killed workers can be failed after ``grace_period``
+    (both default to ``FETAL_HPO_HEARTBEAT`` and three times it: every process of a class must agree).
     """
+    if heartbeat_interval is None or grace_period is None:
+        from .config import settings
+
+        heartbeat_interval = heartbeat_interval or settings().heartbeat_seconds
+        grace_period = grace_period or 3 * heartbeat_interval
     if not isinstance(url, str) or not url.strip():
         raise StorageError("storage: give an Optuna storage URL such as sqlite:///data/Fetal_Health.sqlite3.")
     url = url.strip()

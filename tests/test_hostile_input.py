@@ -200,3 +200,56 @@ def test_two_sessions_starting_the_same_study_share_one_target(tmp_path, dataset
     trials = optuna.load_study(study_name="same name", storage=storage).trials
     assert 3 <= len(trials) <= 4, [t.state for t in trials]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+# ---------------------------------------------------------------- a worker killed with kill -9
+
+
+def test_the_page_following_a_study_fails_the_trial_of_a_killed_cli_worker(monkeypatch, tmp_path, data_path):
+    """A CLI worker SIGKILLed mid-trial: Part II, following the study, fails its trial after the grace period
+    (FETAL_HPO_HEARTBEAT=1: grace 3 s), with no other worker touching the study."""
+    import os
+    import signal
+    import time
+
+    from streamlit.testing.v1 import AppTest
+
+    url = f"sqlite:///{tmp_path}/class.sqlite3"
+    env = {**os.environ, "FETAL_HPO_HEARTBEAT": "1", "FETAL_HPO_DATA": str(data_path)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "fetal_core", "study", "--storage", url, "--study-name", "killed", "--trials", "1",
+         "--epochs", "10000", "--pruner", "none"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        running = []
+        while not running and time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                running = optuna.load_study(study_name="killed", storage=url).get_trials(
+                    states=(optuna.trial.TrialState.RUNNING,)
+                )
+            except KeyError:
+                pass
+        assert running, "the worker never started a trial"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    monkeypatch.setenv("FETAL_HPO_HEARTBEAT", "1")
+    monkeypatch.setenv("FETAL_HPO_STORAGE", url)
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/part2_study.py").run()
+    at.selectbox(key="p2_choice").set_value("killed").run()
+    deadline = time.monotonic() + 90
+    state = optuna.trial.TrialState.RUNNING
+    while state == optuna.trial.TrialState.RUNNING and time.monotonic() < deadline:
+        time.sleep(1)
+        at.run()
+        state = optuna.load_study(study_name="killed", storage=url).trials[0].state
+    assert not at.exception, at.exception
+    assert state == optuna.trial.TrialState.FAIL
