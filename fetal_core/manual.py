@@ -130,7 +130,10 @@ def _parse_rate(raw: str, allow_zero: bool) -> float:
 
 
 def config_from_query(params: Mapping[str, str], base: TrainConfig) -> tuple[TrainConfig, list[str]]:
-    """Apply valid URL parameters on top of ``base``; every bad one is ignored with a note (never an error)."""
+    """Apply valid URL parameters on top of ``base``; every bad one is ignored with a note (never an error).
+
+    The notes are plain text quoting what the link held: the page escapes them (``fetal_core.text.plain``).
+    """
     values = base.to_dict()
     notes = []
     parsers = {
@@ -151,7 +154,7 @@ def config_from_query(params: Mapping[str, str], base: TrainConfig) -> tuple[Tra
             values[QUERY_KEYS[key]] = parsers[key](str(raw))
         except (ValueError, ConfigError) as err:
             reason = (str(err).split(": ", 1)[-1] if isinstance(err, ConfigError) else str(err)).rstrip(".")
-            notes.append(f"Ignored `{key}={str(raw)[:40]}` from the link ({LABELS[QUERY_KEYS[key]]}): {reason}.")
+            notes.append(f"Ignored '{key}={clip(raw, 40)}' from the link ({LABELS[QUERY_KEYS[key]]}): {reason}.")
     return TrainConfig.from_dict(values), notes
 
 

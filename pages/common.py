@@ -9,6 +9,7 @@ import streamlit as st
 from fetal_core.config import Settings, settings
 from fetal_core.data import Dataset, DatasetError, load_dataset
 from fetal_core.search import TARGET_ATTR
+from fetal_core.text import plain
 
 
 def app_settings() -> Settings:
@@ -160,7 +161,7 @@ def worker_leases() -> None:
         if worker.alive():
             worker.renew()
         worker.poll()
-        st.caption(worker_status_line(worker))
+        st.caption(plain(worker_status_line(worker)))  # study and race names are user text
 
 
 def forget_dataset() -> None:

@@ -4,6 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fetal_core.data import DatasetError, save_upload
+from fetal_core.text import plain
 from pages.common import app_settings, current_dataset, dataset_problem, enter_through_app, forget_dataset
 
 enter_through_app()
@@ -68,7 +69,7 @@ if data is not None:
         )
 else:
     problem = dataset_problem()
-    st.warning(f"There is no usable data set yet. {problem or ''}")
+    st.warning(f"There is no usable data set yet. {plain(problem or '')}")
     st.write(
         "Upload **fetal_health.csv** (the Kaggle data set *fetal-health-classification*: 21 feature columns "
         "and the label column `fetal_health` with values 1, 2, 3). It is checked before it is saved."
@@ -79,13 +80,14 @@ else:
         try:
             saved = save_upload(upload.getvalue(), destination)
         except DatasetError as err:
-            st.error(f"This file cannot be used: {err}")
+            st.error(f"This file cannot be used: {plain(err)}")  # quotes the file's name and columns
         except OSError as err:
-            st.error(f"The file is valid but could not be saved to '{destination}': {err.strerror or err}.")
+            reason = plain(err.strerror or err)
+            st.error(f"The file is valid but could not be saved to '{plain(destination)}': {reason}.")
         else:
             forget_dataset()
             st.session_state["home_upload_message"] = (
-                f"Saved '{upload.name}' as '{destination}': {saved.rows:,} rows, null accuracy "
+                f"Saved '{plain(upload.name)}' as '{plain(destination)}': {saved.rows:,} rows, null accuracy "
                 f"{saved.null_accuracy:.1f}%. Every page now uses it."
             )
             st.rerun()

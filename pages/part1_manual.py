@@ -14,6 +14,7 @@ from fetal_core.manual import (
     parse_hidden_layers,
     rate_choices,
 )
+from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from pages.common import app_settings, current_dataset, enter_through_app
 from pages.manual_support import (
@@ -69,18 +70,18 @@ if handed_over is not None:
         # Through the same checks as a shared link, so out-of-range values are dropped with a note.
         loaded, notes = config_from_query(config_to_query(TrainConfig.from_dict(handed_over)), TrainConfig())
     except (ConfigError, TypeError, ValueError) as err:
-        st.error(f"Could not load the settings from Part II: {err}")
+        st.error(f"Could not load the settings from Part II: {plain(err)}")
     else:
         apply_to_widgets(loaded)
         st.success("Loaded the settings from Part II into the form below: press **Train** to run them by hand.")
         for note in notes:
-            st.warning(note)
+            st.warning(plain(note))
 elif not link_already_read:
     from_link, notes = config_from_query(dict(st.query_params), TrainConfig())
     if from_link != TrainConfig():
         st.info("Loaded the settings from the link.")
     for note in notes:
-        st.warning(note)
+        st.warning(plain(note))  # quotes the link's values: text, not Markdown
     apply_to_widgets(from_link)
 
 stored = TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict()))
@@ -127,7 +128,7 @@ if submitted:
             epochs=int(epochs), seed=int(seed), standardize=bool(standardize),
         )  # fmt: skip
     except ConfigError as err:
-        settings_column.error(str(err))
+        settings_column.error(plain(err))  # quotes what was typed
     else:
         st.session_state[CONFIG_KEY] = config.to_dict()
 

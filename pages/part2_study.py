@@ -16,7 +16,7 @@ from fetal_core import limits
 from fetal_core.config import DEFAULT_STUDY_NAME
 from fetal_core.search import SearchSpace, StudyPlan, open_study
 from fetal_core.storage import StorageError
-from fetal_core.text import clip
+from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from fetal_core.workers import start_worker
 from pages import study_live as live
@@ -156,15 +156,15 @@ def start_study(names: list[str]) -> None:
             shared_target=True,
         )
         if remaining == 0:
-            st.info(f"Study '{name}' already has {total} finished trials: raise the total to continue it.")
+            st.info(f"Study '{plain(name)}' already has {total} finished trials: raise the total to continue it.")
             state[FOLLOWED] = name
             return
         study = open_study(plan, storage)
     except (ConfigError, StorageError) as err:
-        st.error(f"Not started. {err}")
+        st.error(f"Not started. {plain(err)}")
         return
     except Exception as err:  # never Streamlit's crash page for a value we did not foresee
-        st.error(f"Not started. {type(err).__name__}: {clip(err, 200)}")
+        st.error(f"Not started. {type(err).__name__}: {plain(err, 200)}")
         return
     study.set_user_attr(TARGET_ATTR, total)
     study.set_user_attr(live.RUN_STARTED_ATTR, time.time())
@@ -248,14 +248,14 @@ def live_study() -> None:
         return
     read = live.read_trials(configured_storage(), name)
     if read is None:
-        st.info(f"No study '{name}' in the storage yet.")
+        st.info(f"No study '{plain(name)}' in the storage yet.")
         return
     trials, attrs = read
     if any(t.state == TrialState.RUNNING for t in trials):
         reap_dead_workers(app_settings().storage_url, name)  # a killed CLI worker's trial must not stay RUNNING
     target = int(attrs.get(TARGET_ATTR) or live.finished_count(trials) or 1)
     p = live.progress(trials, target, attrs.get(live.RUN_STARTED_ATTR))
-    st.subheader(f"Study '{name}'")
+    st.subheader(f"Study '{plain(name)}'")  # study names are user text (any session's)
     st.progress(p.fraction, text=f"{p.finished} of {p.target} trials finished · {p.running} running")
     cols = st.columns(4)
     cols[0].metric("Best so far", "–" if p.best_value is None else f"{p.best_value:.2f}%")
@@ -292,7 +292,7 @@ def after_study(name: str) -> None:
         st.switch_page("pages/part1_manual.py")
     st.session_state["results_study"] = name
     with cols[1]:
-        st.page_link("pages/results.py", label=f"Review '{name}' on the Results page", icon="📊")
+        st.page_link("pages/results.py", label=f"Review '{plain(name)}' on the Results page", icon="📊")
 
 
 st.title("Part II: Optuna study")
@@ -303,17 +303,19 @@ st.caption(
 try:
     storage_names = live.study_names(configured_storage())
 except StorageError as err:  # the instructor's FETAL_HPO_STORAGE cannot be opened
-    st.error(f"The study storage is not available: {err}")
+    st.error(f"The study storage is not available: {plain(err)}")
     st.stop()
 worker = own_worker()
 running = own_worker_running()
 st.session_state["p2_running_at_render"] = running
 if running:
     plan = worker.plans[0]
-    st.info(f"Study '{plan.study_name}' is running in the background ({plan.trials} trials to go when it started).")
+    st.info(
+        f"Study '{plain(plan.study_name)}' is running in the background ({plan.trials} trials to go when it started)."
+    )
     st.button("Stop", key="p2_stop", on_click=stop_study, type="primary", help="Fails the running trial.")
 elif worker is not None and worker.error:
-    st.error(f"The study stopped with an error: {worker.error}")
+    st.error(f"The study stopped with an error: {plain(worker.error)}")
 elif worker is not None and worker.summaries and worker.summaries[-1].interrupted:
     st.warning("Study stopped: the running trial was marked FAIL; finished trials are kept. Continue below.")
 live_study()

@@ -14,6 +14,7 @@ import streamlit as st
 from fetal_core.race import STRATEGY_NAMES, RacePlan, list_races, load_plan, race_progress, start_race
 from fetal_core.race_analysis import RaceAnalysis, analyze_race, table_rows
 from fetal_core.storage import StorageError
+from fetal_core.text import plain
 from fetal_core.training import ConfigError
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_workers
 
@@ -87,7 +88,7 @@ def setup() -> RacePlan | None:
             seeds=int(seeds), trials=int(trials), epochs=int(epochs), reduced=reduced,
         )  # fmt: skip
     except ConfigError as err:
-        st.error(str(err))
+        st.error(plain(err))  # quotes the race name as typed
         return None
     runs = len(plan.runs())
     st.info(
@@ -194,7 +195,7 @@ if current_dataset() is None:
     st.stop()
 storage = configured_storage()
 if error := st.session_state.pop("race_error", None):
-    st.error(error)
+    st.error(plain(error))
 races = list_races(storage)
 if st.session_state.get("race_choice") not in (NEW_RACE, *races):
     st.session_state["race_choice"] = NEW_RACE
@@ -215,7 +216,7 @@ st.caption(
 )
 for worker in race_workers(plan.name):
     if worker.error:
-        st.error(f"A race worker failed: {worker.error}")
+        st.error(f"A race worker failed: {plain(worker.error)}")
 if is_running(plan.name):
     st.button("Stop", key="race_stop", type="primary", on_click=stop, args=(plan.name,),
               help="Stops both workers; the running trials are failed, finished ones stay. Resume later.")  # fmt: skip

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from fetal_core import insights, review
+from fetal_core.text import plain
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app
 from pages.results_plots import (
     PLOTS,
@@ -121,7 +122,7 @@ def show_plot(view: StudyView, kind: str, finding: str | None, **figure_args) ->
     st.subheader(title)
     st.caption(f"**How to read this.** {how}")
     if finding:
-        st.info(finding, icon="🔎")
+        st.info(plain(finding), icon="🔎")  # findings quote parameter names and values
     st.plotly_chart(figure(view, kind, **figure_args), key=f"plot_{kind}", config={"displaylogo": False})
 
 
@@ -145,7 +146,7 @@ def plots_section(view: StudyView) -> None:
         show_plot(view, kind, facts.get(kind))
     if problem:
         st.subheader(PLOTS["importance"][0])
-        st.info(f"Importances are not available: {problem}")
+        st.info(f"Importances are not available: {plain(problem)}")
     else:
         show_plot(view, "importance", facts.get("importance"), extra=(method,), importances=importances)
     show_plot(view, "parallel", facts.get("parallel"))
@@ -167,7 +168,7 @@ def contour_section(view: StudyView, params: list[str]) -> None:
     if x == y:
         st.info("Choose two different parameters.")
         return
-    st.info(insights.contour_finding(view.trials, x, y, view.maximize), icon="🔎")
+    st.info(plain(insights.contour_finding(view.trials, x, y, view.maximize)), icon="🔎")
     st.plotly_chart(figure(view, "contour", (x, y)), key="plot_contour", config={"displaylogo": False})
 
 
@@ -233,7 +234,7 @@ def compare_section(url: str, storage, rows: list[review.StudyRow], current: str
         view = study_view(url, storage, name)
         curves[name] = (review.best_so_far(view.trials, view.maximize), review.edf(view.trials))
     progress, distribution = compare_figures(curves)
-    st.info(compare_finding(curves), icon="🔎")
+    st.info(plain(compare_finding(curves)), icon="🔎")  # quotes study names
     st.plotly_chart(progress, key="plot_compare_best")
     st.caption("**How to read this.** Higher and earlier is better: the study whose line rises first found good "
                "settings with fewer trials.")  # fmt: skip
@@ -246,14 +247,14 @@ def review_study(url: str, storage, name: str, rows: list[review.StudyRow], live
     try:
         view = study_view(url, storage, name)
     except review.ReviewError as err:
-        st.warning(str(err))
+        st.warning(plain(err))
         return
     if live and not view.running:
         st.rerun()  # the study finished: redraw once without polling
     if view.running:
         st.caption(f"🟢 {view.running} trial(s) running: this page refreshes every {LIVE_SECONDS} s.")
     if not view.trials:
-        st.info(f"Study '{name}' has no trials yet. Start one on Part II, or come back while it runs.")
+        st.info(f"Study '{plain(name)}' has no trials yet. Start one on Part II, or come back while it runs.")
         return
     plots, table, compare = st.tabs(["Plots", "Trials", "Compare studies"], key="results_tab", on_change="rerun")
     if plots.open:
@@ -284,7 +285,7 @@ def choose_storage():
         try:
             return url, configured_storage()
         except Exception as err:  # a misconfigured storage: say so, do not crash
-            st.error(f"The configured study storage cannot be opened: {err}")
+            st.error(f"The configured study storage cannot be opened: {plain(err)}")
             return None
     upload = st.file_uploader("Optuna study file (.sqlite3 / .db)", type=["sqlite3", "db", "sqlite"],
                               key="results_upload")  # fmt: skip
@@ -295,7 +296,7 @@ def choose_storage():
     try:
         return _open_upload(hashlib.sha256(data).hexdigest(), data)
     except review.ReviewError as err:
-        st.error(f"Cannot open '{upload.name}': {err}")
+        st.error(f"Cannot open '{plain(upload.name)}': {plain(err)}")
         return None
 
 
@@ -316,7 +317,7 @@ if chosen_storage is not None:
     try:
         rows = review.list_studies(storage)
     except Exception as err:
-        st.error(f"Cannot list the studies in this storage: {err}")
+        st.error(f"Cannot list the studies in this storage: {plain(err)}")
         rows = None
     if rows == []:
         st.info("There are no studies in this storage yet. Run one on Part II (or with the CLI), then come back.")
@@ -328,7 +329,9 @@ if chosen_storage is not None:
                             key="results_pick")  # fmt: skip
         row = rows[names.index(name)]
         if row.objectives != 1:
-            st.warning(f"Study '{name}' has {row.objectives} objectives; this page reviews single-objective studies.")
+            st.warning(
+                f"Study '{plain(name)}' has {row.objectives} objectives; this page reviews single-objective studies."
+            )
         elif row.running:
             live_review(storage_url, storage, name, rows, True)
         else:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from optuna.trial import TrialState
 
 from fetal_core import review
+from fetal_core.text import plotly_figure_text, plotly_text
 
 # Each plot: (title, how to read it). The finding for the study is computed by fetal_core.insights.findings.
 PLOTS: dict[str, tuple[str, str]] = {
@@ -62,9 +63,14 @@ STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "RUNNING": "#2ca02c
 
 
 def _quiet(plot, *args, **kwargs) -> go.Figure:
+    """One of Optuna's plots, without its warnings, with every label escaped: Optuna puts parameter names
+    and categorical values into axis titles, ticks, legends and hover texts as Plotly markup."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return plot(*args, **kwargs)
+        figure = plot(*args, **kwargs)
+    spec = figure.to_dict()
+    escaped = plotly_figure_text(spec)
+    return figure if escaped is spec else go.Figure(escaped, _validate=False)
 
 
 def intermediate_figure(trials: list[optuna.trial.FrozenTrial]) -> go.Figure:
@@ -145,8 +151,9 @@ def compare_figures(curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> tup
     """Best-so-far curves and EDFs of several studies overlaid: ``{name: (best_so_far, edf)}``."""
     progress, distribution = go.Figure(), go.Figure()
     for name, (best, edf) in curves.items():
-        progress.add_scatter(x=best["completed"], y=best["best"], name=name, mode="lines", line={"shape": "hv"})
-        distribution.add_scatter(x=edf["value"], y=edf["share"], name=name, mode="lines", line={"shape": "hv"})
+        label = plotly_text(name)  # study names are user text
+        progress.add_scatter(x=best["completed"], y=best["best"], name=label, mode="lines", line={"shape": "hv"})
+        distribution.add_scatter(x=edf["value"], y=edf["share"], name=label, mode="lines", line={"shape": "hv"})
     progress.update_layout(title="Best accuracy so far", xaxis_title="Completed trials", yaxis_title="Accuracy (%)")
     distribution.update_layout(
         title="Empirical distribution of trial accuracies", xaxis_title="Accuracy (%)",

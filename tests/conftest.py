@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -112,3 +113,11 @@ def artifacts() -> Path:
     """Where browser tests save screenshots (ignored by git)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def shown(markdown: str) -> str:
+    """What a reader sees of Markdown made with fetal_core.text.plain: escapes and word joiners removed.
+
+    AppTest hands back the Markdown source of st.info/st.error/...; user text in it comes escaped.
+    """
+    return re.sub(r"\\(.)", r"\1", str(markdown)).replace("\u2060", "")

@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from streamlit.testing.v1 import AppTest
 
 from pages import study_live as live
+from tests.conftest import shown
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -96,7 +97,7 @@ def test_invalid_ranges_are_refused_and_nothing_starts(app, values, message):
     fill(at, p2_name="refused", **values)
     at.button(key="p2_start").click().run()
     assert not at.exception, at.exception
-    errors = [e.value for e in at.error]
+    errors = [shown(e.value) for e in at.error]
     assert errors and message in errors[0] and "Not started" in errors[0], errors
     assert not at.session_state["workers"]
     assert "refused" not in optuna.study.get_all_study_names(url)
@@ -165,5 +166,5 @@ def test_an_unusable_storage_is_reported_not_a_crash(monkeypatch, data_path):
     at.run()
     at.switch_page("pages/part2_study.py").run()
     assert not at.exception, at.exception
-    assert any("storage is not available" in e.value and "ftp://nowhere" in e.value for e in at.error)
+    assert any("storage is not available" in shown(e.value) and "ftp://nowhere" in shown(e.value) for e in at.error)
     assert not [b for b in at.button if b.key == "p2_start"]

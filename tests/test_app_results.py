@@ -11,6 +11,7 @@ from optuna.trial import TrialState, create_trial
 from streamlit.testing.v1 import AppTest
 
 from benchmarks.results_render import build_study, synthetic_trials
+from tests.conftest import shown
 
 ROOT = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -32,7 +33,7 @@ def open_results(monkeypatch, data_path, url: str, study: str | None = None, tab
 
 
 def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
+    return "\n".join(shown(e.value) for e in elements)  # user text in them comes escaped
 
 
 def plain_study(url: str) -> None:
@@ -102,7 +103,7 @@ def test_contour_pair_switches_and_same_pair_explains(monkeypatch, data_path, la
     assert x.value != y.value
     y.set_value("batch_size").run()
     assert not at.exception
-    assert any("and batch_size" in i.value for i in at.info)
+    assert "and batch_size" in texts(at.info)
     assert len(at.get("plotly_chart")) == 8
     at.selectbox(key="results_contour_x").set_value("batch_size").run()
     assert "Choose two different parameters." in texts(at.info)
