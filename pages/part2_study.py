@@ -24,6 +24,7 @@ from pages.common import (
     current_dataset,
     enter_through_app,
     session_workers,
+    worker_data,
 )
 
 enter_through_app()
@@ -155,7 +156,7 @@ def start_study(names: list[str]) -> None:
         return
     study.set_user_attr(TARGET_ATTR, total)
     study.set_user_attr(live.RUN_STARTED_ATTR, time.time())
-    session_workers()[WORKER] = start_worker(plan, app_settings().data_path)
+    session_workers()[WORKER] = start_worker(plan, worker_data())
     state[FOLLOWED] = name
     state["results_study"] = name
     state["p2_pending_choice"] = name
