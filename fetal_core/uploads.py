@@ -3,7 +3,7 @@
 An uploaded study file is a whole SQLite database made by anyone: a view named like an Optuna table can
 make its reader build millions of rows, a trigger or a doctored query plan can do worse. The server never
 opens one. ``import_study_file`` gives the bytes to a new Python process limited in memory
-(``RLIMIT_AS``) and killed after a time limit, which
+(``RLIMIT_AS``) and processor time (``RLIMIT_CPU``), and killed after a wall-clock limit, which
 
 1. refuses what Optuna never writes: views, triggers, virtual tables, computed columns, an Optuna name
    that is not a plain table, and more rows than ``UploadLimits`` allows;
@@ -26,6 +26,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -70,7 +71,8 @@ class UploadLimits:
     max_rows: int = 2_000_000  # all Optuna tables together (a 1,000-trial, 50-epoch study has ~40,000)
     max_value_bytes: int = 16 * 2**20  # one stored text (a trial's 2,000-epoch history is ~0.2 MB)
     memory_bytes: int = 2**30  # address space of the reading process
-    seconds: float = 20.0  # the reading process is killed after this
+    cpu_seconds: int = 20  # processor time of the reading process (the work, however busy the server is)
+    wall_seconds: float = 60.0  # it is killed after this, working or not
 
     def describe(self) -> str:
         return (
@@ -92,13 +94,13 @@ def _limit(kind: int, value: int) -> None:
 
 
 def _child_main(argv: list[str]) -> None:
-    """``python -m fetal_core.uploads MEMORY SECONDS module:function JSON_ARGS``: limits first, then the call.
+    """``python -m fetal_core.uploads MEMORY CPU_SECONDS module:function JSON_ARGS``: limits, then the call.
 
     Prints one JSON line ``[kind, payload]``: ``["ok", result]``, ``["error", line]`` or ``["memory", null]``.
     """
-    memory_bytes, seconds, target, args = int(argv[0]), float(argv[1]), argv[2], json.loads(argv[3])
+    memory_bytes, cpu_seconds, target, args = int(argv[0]), int(argv[1]), argv[2], json.loads(argv[3])
     _limit(resource.RLIMIT_AS, memory_bytes)
-    _limit(resource.RLIMIT_CPU, int(seconds) + 2)  # ends the child even if its parent died without killing it
+    _limit(resource.RLIMIT_CPU, cpu_seconds)  # SIGXCPU ends it, also if its parent died without killing it
     try:
         module, name = target.split(":")
         result: list = ["ok", getattr(importlib.import_module(module), name)(*args)]
@@ -111,9 +113,13 @@ def _child_main(argv: list[str]) -> None:
     print(json.dumps(result), flush=True)
 
 
-def run_limited(target: str, args: list, memory_bytes: int, seconds: float) -> Any:
+LIMIT = "the limit for an uploaded file"
+
+
+def run_limited(target: str, args: list, memory_bytes: int, cpu_seconds: int, wall_seconds: float) -> Any:
     """Call ``target`` (``"module:function"``) with ``args`` in a new Python process limited to ``memory_bytes`` of
-    address space (``RLIMIT_AS``) and killed after ``seconds``; arguments and result are plain JSON data.
+    address space (``RLIMIT_AS``) and ``cpu_seconds`` of processor time (``RLIMIT_CPU``), killed after
+    ``wall_seconds``; arguments and result are plain JSON data.
 
     A fresh interpreter, not a fork: it shares nothing with the server, and (unlike a multiprocessing
     child, which re-runs the parent's ``__main__``, in Streamlit the page script) imports only what the call
@@ -122,12 +128,15 @@ def run_limited(target: str, args: list, memory_bytes: int, seconds: float) -> A
     """
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
-    command = [sys.executable, "-m", "fetal_core.uploads", str(memory_bytes), str(seconds), target, json.dumps(args)]
+    command = [sys.executable, "-m", "fetal_core.uploads", str(memory_bytes), str(cpu_seconds), target,
+               json.dumps(args)]  # fmt: skip
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=seconds, env=environment, cwd=ROOT,
-                              start_new_session=True)  # fmt: skip (own session: Ctrl-C in the terminal is the server's)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=wall_seconds, env=environment,
+                              cwd=ROOT, start_new_session=True)  # fmt: skip (Ctrl-C in the terminal is the server's)
     except subprocess.TimeoutExpired:  # run() has killed it
-        raise UploadError(f"reading it takes longer than {seconds:g} s, the limit for an uploaded file.") from None
+        raise UploadError(f"reading it did not end within {wall_seconds:g} s, {LIMIT}.") from None
+    if done.returncode == -signal.SIGXCPU:
+        raise UploadError(f"reading it needs more than {cpu_seconds} s of processor time, {LIMIT}.")
     try:
         kind, payload = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -138,10 +147,10 @@ def run_limited(target: str, args: list, memory_bytes: int, seconds: float) -> A
         raise UploadError(payload)
     memory = f"{memory_bytes / 2**30:g} GiB"
     if kind == "memory":
-        raise UploadError(f"reading it needs more than {memory} of memory, the limit for an uploaded file.")
+        raise UploadError(f"reading it needs more than {memory} of memory, {LIMIT}.")
     raise UploadError(
         f"the process reading it stopped (exit code {done.returncode}); it may need more than {memory} of memory, "
-        "the limit for an uploaded file."
+        f"{LIMIT}."
     )
 
 
@@ -285,11 +294,11 @@ def import_study_file(data: bytes, destination: str | Path, limits: UploadLimits
     remove_sqlite(destination)
     raw.write_bytes(data)
     try:
-        if not _READERS.acquire(timeout=limits.seconds):
+        if not _READERS.acquire(timeout=limits.wall_seconds):
             raise UploadError("the server is busy reading other uploads; try again in a minute.")
         try:
             return run_limited(f"{__name__}:copy_study_file", [str(raw), str(destination), asdict(limits)],
-                               limits.memory_bytes, limits.seconds)  # fmt: skip
+                               limits.memory_bytes, limits.cpu_seconds, limits.wall_seconds)  # fmt: skip
         finally:
             _READERS.release()
     except BaseException:

@@ -60,7 +60,7 @@ def _open_upload(data: bytes):
         uploads.remove_sqlite(held[1].removeprefix("sqlite:///"))
     st.session_state.pop(UPLOAD_KEY, None)
     try:
-        with st.spinner("Checking the study file (at most 20 s)…"):
+        with st.spinner("Checking the study file…"):
             url, storage = review.open_study_file(data, folder)
     except review.ReviewError as err:
         st.session_state[UPLOAD_KEY] = (digest, None, None, str(err))

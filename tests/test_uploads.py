@@ -154,15 +154,20 @@ def allocate(size: int) -> int:
 
 
 def test_the_reading_process_is_stopped_at_its_memory_limit():
-    assert uploads.run_limited("tests.test_uploads:allocate", [100 * 2**20], 2**30, 60) == 100 * 2**20
+    assert uploads.run_limited("tests.test_uploads:allocate", [100 * 2**20], 2**30, 60, 120) == 100 * 2**20
     with pytest.raises(uploads.UploadError, match="needs more than 1 GiB of memory"):
-        uploads.run_limited("tests.test_uploads:allocate", [int(1.5 * 2**30)], 2**30, 60)
+        uploads.run_limited("tests.test_uploads:allocate", [int(1.5 * 2**30)], 2**30, 60, 120)
 
 
-def test_the_reading_process_is_killed_at_its_time_limit():
+def test_the_reading_process_is_stopped_at_its_processor_time_limit():
+    with pytest.raises(uploads.UploadError, match="needs more than 2 s of processor time"):
+        uploads.run_limited("math:factorial", [2 * 10**6], 2**30, 2, 600)  # ~20 s of work
+
+
+def test_the_reading_process_is_killed_at_its_wall_clock_limit():
     began = time.monotonic()
-    with pytest.raises(uploads.UploadError, match="takes longer than 3 s"):
-        uploads.run_limited("time:sleep", [120], 2**30, 3)
+    with pytest.raises(uploads.UploadError, match="did not end within 3 s"):
+        uploads.run_limited("time:sleep", [120], 2**30, 60, 3)  # sleeping costs no processor time
     assert time.monotonic() - began < 100  # killed, not waited for (generous: the limit is 3 s)
 
 
