@@ -352,18 +352,24 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def sweep_servers(root: str | Path = UPLOADS_ROOT) -> list[Path]:
-    """Delete the upload folders of server processes that have exited, and loose files (older layouts).
-
-    Called once when a server starts. Folders of servers still running are kept.
-    """
+def sweep_servers(root: str | Path = UPLOADS_ROOT, now: float | None = None) -> list[Path]:
+    """Delete the upload folders of server processes that have exited, and loose files (an older layout)
+    unused for ``SESSION_GRACE_SECONDS``. Called once when a server starts; other servers' folders stay."""
     root = Path(root)
     if not root.is_dir():
         return []
+    now = time.time() if now is None else now
     removed = []
     for entry in root.iterdir():
-        if entry.name.isdigit() and entry.is_dir() and not entry.is_symlink() and _pid_alive(int(entry.name)):
-            continue
+        if entry.name.isdigit() and entry.is_dir() and not entry.is_symlink():
+            if _pid_alive(int(entry.name)):
+                continue
+        else:
+            try:
+                if now - entry.lstat().st_mtime < SESSION_GRACE_SECONDS:
+                    continue
+            except FileNotFoundError:
+                continue
         _remove(entry)
         removed.append(entry)
     return removed

@@ -122,7 +122,7 @@ def session_upload_folder() -> Path:
     return uploads.session_folder(_server_upload_folder(), context.session_id if context else "no-session")
 
 
-SWEEP_SECONDS = 60.0
+SWEEP_SECONDS = 15.0  # a sweep lists one small folder: cheap
 
 
 @st.cache_resource(show_spinner=False)
@@ -131,7 +131,7 @@ def _last_sweep() -> list[float]:
 
 
 def sweep_uploads() -> None:
-    """Delete the upload folders of sessions that have ended (looked at, at most once a minute, by any page run).
+    """Delete the upload folders of sessions that have ended (looked at, at most every 15 s, by any page run).
 
     Streamlit has no session-end hook; its runtime tells which sessions are still connected.
     """

@@ -189,7 +189,7 @@ def test_session_folders_are_swept_only_when_their_session_ended_and_a_grace_per
     assert list(server.iterdir()) == []
 
 
-def test_start_up_sweep_removes_folders_of_exited_servers_only(tmp_path):
+def test_start_up_sweep_removes_folders_of_exited_servers_and_old_loose_files_only(tmp_path):
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(exited.stdout)
     ours = uploads.server_folder(tmp_path)
@@ -197,9 +197,13 @@ def test_start_up_sweep_removes_folders_of_exited_servers_only(tmp_path):
     (uploads.session_folder(ours, "s1") / "copy.sqlite3").write_bytes(b"x")
     (tmp_path / str(dead_pid) / "s2").mkdir(parents=True)
     (tmp_path / str(os.getppid()) / "s3").mkdir(parents=True)  # another server, still running
-    (tmp_path / "0123abcd.sqlite3").write_bytes(b"an older version's loose upload")
+    for name in ("0123abcd.sqlite3", "4567cdef.sqlite3"):
+        (tmp_path / name).write_bytes(b"an older version's loose upload")
+    old = time.time() - uploads.SESSION_GRACE_SECONDS - 1
+    os.utime(tmp_path / "0123abcd.sqlite3", (old, old))  # the other one may be in use right now
     assert sorted(p.name for p in uploads.sweep_servers(tmp_path)) == sorted([str(dead_pid), "0123abcd.sqlite3"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([str(os.getpid()), str(os.getppid())])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([str(os.getpid()), str(os.getppid()),
+                                                                  "4567cdef.sqlite3"])  # fmt: skip
     assert (ours / "s1" / "copy.sqlite3").exists()
 
 
