@@ -1,8 +1,10 @@
 """The fetal health data: load, validate at the boundary, split like the notebook, fetch at set-up.
 
-Every problem with an input file raises one ``DatasetError`` whose message names the column, row or
-value, in words a student can act on. Rows are numbered as a spreadsheet shows them: the header is
-line 1, so the first data row is line 2.
+Every problem with an input file raises one ``DatasetError`` whose message (one line) names the column,
+row or value, in words a student can act on. Rows are numbered as a spreadsheet shows them: the header
+is line 1, so the first data row is line 2. Input is read within bounds: only a regular file, at most
+``MAX_FILE_BYTES``, ``MAX_ROWS`` rows and ``MAX_CELL_CHARS`` per cell, and a message quotes at most
+``QUOTE_CHARS`` of any name or value.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,9 @@ FEATURES = (
 )  # fmt: skip
 CLASS_NAMES = ("normal", "suspect", "pathological")  # labels 1, 2, 3 -> encoded 0, 1, 2
 MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_ROWS = 100_000  # the real data set has 2,126
+MAX_CELL_CHARS = 100  # a number in this file has at most ~20 characters
+QUOTE_CHARS = 80  # of a name or value quoted in a message
 MIN_ROWS_PER_CLASS = 5  # so the 20 % validation part still holds at least one row of each class
 SPLIT_SEED = 42
 VALIDATION_FRACTION = 0.2
@@ -85,22 +90,55 @@ def _line(row_position: int) -> int:
     return row_position + 2
 
 
-def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
-    if isinstance(source, bytes):
-        raw = source
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise DatasetError(f"No data file at '{path}'. Put fetal_health.csv there or upload it.")
-        if path.is_dir():
-            raise DatasetError(f"'{path}' is a folder, not a CSV file.")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
+def _quote(value: object, limit: int = QUOTE_CHARS) -> str:
+    """``value`` as one line of at most ``limit`` characters, for a message (a file must not fill the page)."""
+    text = " ".join(str(value).splitlines())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    quoted = ", ".join(f"'{_quote(n)}'" for n in names[:shown])
+    return quoted + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
+
+
+def _read_file(path: Path, name: str) -> bytes:
+    """The bytes of ``path`` if it is a regular file within ``MAX_FILE_BYTES`` (a pipe is never waited on)."""
+    where = _quote(path, 240)  # a path is the server's setting, not a student's value: quoted more fully
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise DatasetError(f"No data file at '{where}'. Put fetal_health.csv there or upload it.") from None
+    except PermissionError:
+        raise DatasetError(f"'{where}' cannot be read: the app's user has no permission to read it.") from None
+    except OSError as err:
+        raise DatasetError(f"'{where}' cannot be opened: {err.strerror or type(err).__name__}.") from None
+    try:
+        info = os.fstat(handle)
+        if stat.S_ISDIR(info.st_mode):
+            raise DatasetError(f"'{where}' is a folder, not a CSV file.")
+        if not stat.S_ISREG(info.st_mode):
+            raise DatasetError(f"'{where}' is not a regular file (a device, pipe or socket?); it must be a CSV file.")
+        if info.st_size > MAX_FILE_BYTES:
             raise DatasetError(
-                f"'{name}' is {size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB "
+                f"'{name}' is {info.st_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB "
                 "(the real data set is about 0.2 MB)."
             )
-        raw = path.read_bytes()
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES:  # at most one byte past the limit, even if the file grows meanwhile
+            chunk = os.read(handle, min(2**20, MAX_FILE_BYTES + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise DatasetError(f"'{where}' cannot be read: {err.strerror or type(err).__name__}.") from None
+    finally:
+        os.close(handle)
+    return b"".join(chunks)
+
+
+def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
+    raw = source if isinstance(source, bytes) else _read_file(Path(source), name)
     if len(raw) > MAX_FILE_BYTES:
         raise DatasetError(f"'{name}' is {len(raw) / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
     if not raw.strip():
@@ -117,8 +155,26 @@ def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DatasetError(f"'{name}' is empty: it has no header and no rows.") from None
     except (pd.errors.ParserError, ValueError) as err:
-        raise DatasetError(f"'{name}' is not a valid CSV file: {str(err).strip().splitlines()[0]}") from None
+        raise DatasetError(f"'{name}' is not a valid CSV file: {_quote(str(err).strip(), 160)}") from None
     return table
+
+
+def _check_size(table: pd.DataFrame, name: str) -> None:
+    """Rows and cell lengths within bounds (the data set's cells are short numbers; it has ~2,000 rows)."""
+    if len(table) > MAX_ROWS:
+        raise DatasetError(f"'{name}' has {len(table):,} rows; the limit is {MAX_ROWS:,} (the real data set: 2,126).")
+    for column in table.columns:
+        values = table[column]
+        if values.dtype.kind in "biuf":  # parsed as numbers: short by construction
+            continue
+        lengths = values.astype(object).map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy()
+        over = np.flatnonzero(lengths > MAX_CELL_CHARS)
+        if len(over):
+            i = int(over[0])
+            raise DatasetError(
+                f"'{name}': column '{_quote(column)}', row {_line(i)} holds {lengths[i]:,} characters "
+                f"('{_quote(values.iloc[i])}'); a value may have at most {MAX_CELL_CHARS}."
+            )
 
 
 def _check_columns(table: pd.DataFrame, name: str) -> None:
@@ -130,15 +186,15 @@ def _check_columns(table: pd.DataFrame, name: str) -> None:
     if len(columns) == 1 and len(missing) > 1:
         raise DatasetError(
             f"'{name}' is not a comma-separated file with the fetal health columns "
-            f"(its header is a single column '{columns[0][:60]}')."
+            f"(its header is a single column '{_quote(columns[0], 60)}')."
         )
     problems = []
     if missing:
-        problems.append("missing column(s): " + ", ".join(f"'{c}'" for c in missing))
+        problems.append("missing column(s): " + _names(missing))
     if extra:
-        problems.append("unexpected column(s): " + ", ".join(f"'{c}'" for c in extra))
+        problems.append("unexpected column(s): " + _names(extra))
     if duplicated:
-        problems.append("repeated column(s): " + ", ".join(f"'{c}'" for c in duplicated))
+        problems.append("repeated column(s): " + _names(duplicated))
     if problems:
         raise DatasetError(f"'{name}' does not have the fetal health columns: " + "; ".join(problems) + ".")
 
@@ -154,7 +210,7 @@ def _check_values(table: pd.DataFrame, name: str) -> np.ndarray:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise DatasetError(
-                f"'{name}': column '{column}', row {_line(i)}: '{raw.iloc[i]}' is not a number."
+                f"'{name}': column '{column}', row {_line(i)}: '{_quote(raw.iloc[i])}' is not a number."
             )
         column_values = numbers.to_numpy(dtype=np.float64)
         not_finite = ~np.isfinite(column_values)
@@ -194,8 +250,10 @@ def load_dataset(source: str | os.PathLike | bytes | None = None, name: str | No
         source = settings().data_path
     if name is None:
         name = "uploaded file" if isinstance(source, bytes) else Path(source).name
+    name = _quote(name)
     table = _read_table(source, name)
     _check_columns(table, name)
+    _check_size(table, name)
     values = _check_values(table, name)
     labels = _check_labels(values[:, -1], name)
     return Dataset(features=values[:, :-1], labels=labels, source=name)
@@ -229,24 +287,6 @@ def split_dataset(data: Dataset, standardize: bool = False) -> Split:
         standardized=standardize,
         null_accuracy=data.null_accuracy,
     )
-
-
-def save_upload(raw: bytes, destination: str | os.PathLike | None = None) -> Dataset:
-    """Validate uploaded bytes and, only if they are a usable data set, write them to ``destination``."""
-    data = load_dataset(raw)
-    path = Path(destination or settings().data_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A temp file of its own per call: two sessions uploading at once never move each other's half-written file.
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".upload")
-    try:
-        with os.fdopen(handle, "wb") as tmp:
-            os.fchmod(tmp.fileno(), 0o644)  # mkstemp's 0600 would make the data file private
-            tmp.write(raw)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return Dataset(features=data.features, labels=data.labels, source=path.name)
 
 
 def fetch_dataset(destination: str | os.PathLike | None = None) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from .data import Dataset
 from .search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from .storage import reap_stale_trials
 from .training import ConfigError
@@ -229,7 +230,7 @@ def deal(plans: list[StudyPlan], workers: int = 2) -> list[list[StudyPlan]]:
 def start_race(
     plan: RacePlan,
     storage_url: str,
-    data_path: str | os.PathLike,
+    data: str | os.PathLike | Dataset,
     storage: optuna.storages.BaseStorage,
     workers: int = 2,
     lease_seconds: float | None = None,
@@ -239,7 +240,7 @@ def start_race(
     from .workers import LEASE_SECONDS, start_worker
 
     hands = deal(prepare_race(plan, storage_url, storage), workers)
-    return [start_worker(hand, data_path, lease_seconds or LEASE_SECONDS) for hand in hands]
+    return [start_worker(hand, data, lease_seconds or LEASE_SECONDS) for hand in hands]
 
 
 # ---------------------------------------------------------------- progress (stored trials only)

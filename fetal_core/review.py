@@ -2,16 +2,13 @@
 
 Everything here only reads a storage. Plots work on an in-memory copy of the trials (``snapshot``) so
 Optuna's plotting functions never touch the original storage, and an uploaded study file is opened as
-a validated temporary copy (``open_study_file``).
+a checked copy made in a limited process (``open_study_file``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
-import tempfile
 import warnings
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +21,10 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from . import uploads
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class ReviewError(ValueError):
@@ -196,46 +194,22 @@ def snapshot(
 
 
 def open_study_file(data: bytes, folder: str | Path | None = None) -> tuple[str, RDBStorage]:
-    """Validate an uploaded ``.sqlite3``/``.db`` file and open a private copy of it.
+    """Check an uploaded ``.sqlite3``/``.db`` file in a limited process and open our trusted copy of it.
 
-    Returns ``(sqlite URL of the copy, storage)``. The upload itself is never written to. Raises
-    ``ReviewError`` saying what is wrong: empty, not SQLite, corrupt, SQLite without Optuna's tables.
+    Returns ``(sqlite URL of the copy in folder, storage)``. This process never opens the upload itself
+    (``fetal_core.uploads``: no views or triggers, bounded rows, memory and time). Raises ``ReviewError``
+    saying what is wrong: empty, not SQLite, damaged, not Optuna's, too large, too slow to read.
     """
-    if not data:
-        raise ReviewError("the uploaded file is empty.")
-    if not data.startswith(SQLITE_HEADER):
-        raise ReviewError(
-            "the uploaded file is not an SQLite database (an Optuna study file starts with 'SQLite format 3')."
-        )
-    folder = Path(folder or Path(tempfile.gettempdir()) / "fetal_hpo_uploads")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder) if folder else uploads.server_folder()
     path = folder / f"{hashlib.sha256(data).hexdigest()[:24]}.sqlite3"
-    path.write_bytes(data)
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-            if connection.execute("PRAGMA quick_check").fetchone()[0] != "ok":
-                raise ReviewError("the uploaded SQLite file is damaged (its integrity check fails).")
-            tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as err:
-        raise ReviewError(f"the uploaded file is a damaged SQLite database ({err}).") from None
-    missing = {"studies", "trials", "trial_values", "version_info"} - tables
-    if missing:
-        raise ReviewError(
-            "the uploaded SQLite file is not an Optuna study storage (it has no "
-            f"{', '.join(sorted(missing))} table{'s' if len(missing) > 1 else ''})."
-        )
+        uploads.import_study_file(data, path)
+    except uploads.UploadError as err:
+        raise ReviewError(str(err)) from None
     url = f"sqlite:///{path}"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            storage = RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
-            if storage.get_current_version() != storage.get_head_version():
-                storage.upgrade()  # the private copy only: an older Optuna's schema
-            storage.get_all_studies()
-    except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ReviewError(f"the uploaded Optuna file cannot be read: {first}") from None
-    return url, storage
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return url, RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
 
 
 # ---------------------------------------------------------------- trials as a table and as curves

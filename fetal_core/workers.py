@@ -20,12 +20,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 
+from .data import Dataset
 from .search import StudyPlan, StudySummary
 
 LEASE_SECONDS = 30.0
 
 
-def _worker_main(plans: list[StudyPlan], data_path: str, stop_event, lease, lease_seconds: float, messages) -> None:
+def _worker_main(plans: list[StudyPlan], data: str | Dataset, stop_event, lease, lease_seconds: float, messages):
     # Runs in the child process. Imports stay inside: a spawned child imports only what it needs.
     def terminate(signum, _frame):
         raise SystemExit(128 + signum)
@@ -50,7 +51,8 @@ def _worker_main(plans: list[StudyPlan], data_path: str, stop_event, lease, leas
         return False
 
     try:
-        data = load_dataset(data_path)
+        if not isinstance(data, Dataset):
+            data = load_dataset(data)
         storages: dict[str, optuna.storages.BaseStorage] = {}
         for plan in plans:
             if should_stop():
@@ -113,9 +115,13 @@ class StudyWorker:
 
 
 def start_worker(
-    plans: StudyPlan | list[StudyPlan], data_path: str | os.PathLike, lease_seconds: float = LEASE_SECONDS
+    plans: StudyPlan | list[StudyPlan], data: str | os.PathLike | Dataset, lease_seconds: float = LEASE_SECONDS
 ) -> StudyWorker:
-    """Start a spawn process that runs ``plans`` one after another on their storages."""
+    """Start a spawn process that runs ``plans`` one after another on their storages.
+
+    ``data`` is a CSV path the worker loads, or a validated ``Dataset`` handed over whole (a session's upload,
+    which exists nowhere on disk).
+    """
     plans = [plans] if isinstance(plans, StudyPlan) else list(plans)
     context = multiprocessing.get_context("spawn")
     stop_event = context.Event()
@@ -123,7 +129,7 @@ def start_worker(
     messages = context.Queue()
     process = context.Process(
         target=_worker_main,
-        args=(plans, str(data_path), stop_event, lease, lease_seconds, messages),
+        args=(plans, data if isinstance(data, Dataset) else str(data), stop_event, lease, lease_seconds, messages),
         name="fetal-hpo-study-worker",
         daemon=True,
     )

@@ -1,11 +1,17 @@
-"""What every page shares: the configured data set and storage, cached per server, and the sidebar."""
+"""What every page shares: the data set (the server's, or this session's upload), the storage, uploads, sidebar."""
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
+from fetal_core import uploads
 from fetal_core.config import Settings, settings
 from fetal_core.data import Dataset, DatasetError, load_dataset
 from fetal_core.search import TARGET_ATTR
@@ -17,32 +23,130 @@ def app_settings() -> Settings:
     return settings()
 
 
+# ---------------------------------------------------------------- the data set
+
+
+SESSION_DATA = "session_dataset"  # session_state key of this session's uploaded data set
+
+
+@dataclass(frozen=True)
+class SessionData:
+    """A CSV uploaded on Home: this session's data set only (kept in session_state, never written to disk)."""
+
+    name: str
+    digest: str
+    dataset: Dataset
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:  # missing or unreadable: load_dataset says which
+        return None
+    return info.st_mtime_ns, info.st_size
+
+
 @st.cache_data(show_spinner=False, max_entries=4)
-def _load(path: str, modified: float) -> Dataset:
+def _load(path: str, version: tuple[int, int] | None) -> Dataset:
     return load_dataset(path)
 
 
-def current_dataset() -> Dataset | None:
-    """The validated data set, or None when there is none yet (Home then offers an upload)."""
+def server_dataset() -> Dataset | None:
+    """The server's data set (``FETAL_HPO_DATA``, set by whoever runs the server), or None when unusable."""
     path = app_settings().data_path
     try:
-        return _load(str(path), path.stat().st_mtime)
-    except FileNotFoundError:
-        return None
+        return _load(str(path), _version(path))
     except DatasetError:
         return None
 
 
 def dataset_problem() -> str | None:
-    """Why the configured data file cannot be used (None when it can)."""
+    """Why the server's data file cannot be used (None when it can)."""
     path = app_settings().data_path
     try:
-        _load(str(path), path.stat().st_mtime)
-    except FileNotFoundError:
-        return f"No data set at '{path}'."
+        _load(str(path), _version(path))
     except DatasetError as err:
         return str(err)
     return None
+
+
+def session_data() -> SessionData | None:
+    """This session's uploaded data set, if it uploaded one."""
+    return st.session_state.get(SESSION_DATA)
+
+
+def use_uploaded_data(raw: bytes, name: str) -> SessionData:
+    """Validate an uploaded CSV and make it this session's data set. Raises ``DatasetError``."""
+    digest = hashlib.sha256(raw).hexdigest()
+    held = session_data()
+    if held is not None and held.digest == digest:
+        return held
+    held = SessionData(name, digest, load_dataset(raw, name))
+    st.session_state[SESSION_DATA] = held
+    return held
+
+
+def current_dataset() -> Dataset | None:
+    """The data set this session works on: its own upload, else the server's; None when there is none."""
+    held = session_data()
+    return held.dataset if held is not None else server_dataset()
+
+
+def dataset_key() -> tuple:
+    """Identifies ``current_dataset()`` for caches: the upload's digest, or the server file's path and version."""
+    held = session_data()
+    if held is not None:
+        return ("upload", held.digest)
+    path = app_settings().data_path
+    return ("server", str(path), _version(path))
+
+
+def worker_data() -> Dataset | Path:
+    """What a background worker trains on: this session's uploaded data set itself, else the server's path."""
+    held = session_data()
+    return held.dataset if held is not None else app_settings().data_path
+
+
+# ---------------------------------------------------------------- uploaded files on disk
+
+
+@st.cache_resource(show_spinner=False)
+def _server_upload_folder() -> Path:
+    """This server's upload folder, made once per server process after removing what exited servers left."""
+    uploads.sweep_servers()
+    return uploads.server_folder()
+
+
+def session_upload_folder() -> Path:
+    """This browser session's folder for uploaded files (deleted once the session has ended)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    context = get_script_run_ctx()
+    return uploads.session_folder(_server_upload_folder(), context.session_id if context else "no-session")
+
+
+SWEEP_SECONDS = 15.0  # a sweep lists one small folder: cheap
+
+
+@st.cache_resource(show_spinner=False)
+def _last_sweep() -> list[float]:
+    return [-SWEEP_SECONDS]
+
+
+def sweep_uploads() -> None:
+    """Delete the upload folders of sessions that have ended (looked at, at most every 15 s, by any page run).
+
+    Streamlit has no session-end hook; its runtime tells which sessions are still connected.
+    """
+    from streamlit import runtime
+
+    last = _last_sweep()
+    if time.monotonic() - last[0] < SWEEP_SECONDS:
+        return
+    last[0] = time.monotonic()
+    folder = _server_upload_folder()
+    if runtime.exists():
+        uploads.sweep_sessions(folder, runtime.get_instance().is_active_session)
 
 
 ENTERED_THROUGH_APP = "entered_through_app"  # session_state marker set by app.py
@@ -67,13 +171,14 @@ def enter_through_app() -> None:
 def sidebar() -> None:
     """Data set and study storage in use."""
     config = app_settings()
-    data = current_dataset()
+    data, held = current_dataset(), session_data()
+    sweep_uploads()
     with st.sidebar:
         st.caption("Data set")
         if data is None:
             st.warning("No data set yet: upload it on Home.")
         else:
-            st.code(str(config.data_path), language=None)
+            st.code(f"{held.name} (your upload, this session only)" if held else str(config.data_path), language=None)
             st.caption(f"{data.rows:,} rows · null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
         st.code(config.storage_url, language=None)
@@ -162,8 +267,3 @@ def worker_leases() -> None:
             worker.renew()
         worker.poll()
         st.caption(plain(worker_status_line(worker)))  # study and race names are user text
-
-
-def forget_dataset() -> None:
-    """Drop the cached data set (after an upload replaced the file) so every page reads the new one."""
-    _load.clear()

@@ -1,11 +1,22 @@
-"""Home: what the lab is about, the data set at a glance, and an upload when there is no usable data set."""
+"""Home: what the lab is about, the data set at a glance, and an upload when the server has no usable data set.
+
+An upload is this session's data set only (``pages.common.use_uploaded_data``): it is never written to the
+server's data path, and other sessions do not see it.
+"""
 
 import plotly.graph_objects as go
 import streamlit as st
 
-from fetal_core.data import DatasetError, save_upload
+from fetal_core.data import DatasetError
 from fetal_core.text import plain
-from pages.common import app_settings, current_dataset, dataset_problem, enter_through_app, forget_dataset
+from pages.common import (
+    current_dataset,
+    dataset_problem,
+    enter_through_app,
+    server_dataset,
+    session_data,
+    use_uploaded_data,
+)
 
 enter_through_app()
 
@@ -67,30 +78,31 @@ if data is not None:
             "also watch the *balanced accuracy* (the mean recall of the three classes): the constant guess "
             "scores only 33.3% there, and it finds none of the suspect or pathological cases that matter most."
         )
-else:
-    problem = dataset_problem()
-    st.warning(f"There is no usable data set yet. {plain(problem or '')}")
+if server_dataset() is None:  # the server has no usable data set: each session may bring its own
+    held = session_data()
+    if held is None:
+        st.warning(f"There is no usable data set on this server yet. {plain(dataset_problem() or '')}")
+    else:
+        st.info(f"You are using your upload '{plain(held.name)}'. It is this browser session's data set only: other "
+                "users (and a new tab) do not see it, and nothing is saved on the server.")  # fmt: skip
     st.write(
         "Upload **fetal_health.csv** (the Kaggle data set *fetal-health-classification*: 21 feature columns "
-        "and the label column `fetal_health` with values 1, 2, 3). It is checked before it is saved."
+        "and the label column `fetal_health` with values 1, 2, 3). It is checked, then used for this browser "
+        "session only."
     )
     upload = st.file_uploader("Upload fetal_health.csv", type=["csv"], key="home_upload")
     if upload is not None:
-        destination = app_settings().data_path
         try:
-            saved = save_upload(upload.getvalue(), destination)
+            used = use_uploaded_data(upload.getvalue(), upload.name)
         except DatasetError as err:
             st.error(f"This file cannot be used: {plain(err)}")  # quotes the file's name and columns
-        except OSError as err:
-            reason = plain(err.strerror or err)
-            st.error(f"The file is valid but could not be saved to '{plain(destination)}': {reason}.")
         else:
-            forget_dataset()
-            st.session_state["home_upload_message"] = (
-                f"Saved '{plain(upload.name)}' as '{plain(destination)}': {saved.rows:,} rows, null accuracy "
-                f"{saved.null_accuracy:.1f}%. Every page now uses it."
-            )
-            st.rerun()
+            if used is not held:
+                st.session_state["home_upload_message"] = (
+                    f"Using '{plain(used.name)}' for this session: {used.dataset.rows:,} rows, null accuracy "
+                    f"{used.dataset.null_accuracy:.1f}%. Every page of this session now uses it."
+                )
+                st.rerun()
 
 st.subheader("Your path through the lab")
 st.page_link("pages/part1_manual.py", label="Part I: tune by hand and watch the curves live", icon="🎛️")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
-from fetal_core.data import CLASS_NAMES, Split, load_dataset, split_dataset
+from fetal_core.data import CLASS_NAMES, Dataset, Split, split_dataset
 from fetal_core.manual import best_run, config_changes, make_run_record, read_curve, run_table, runnable_script
 from fetal_core.training import TrainConfig, train
 
@@ -44,9 +44,9 @@ def training_slots() -> TrainingSlots:
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def cached_split(path: str, modified: float, standardize: bool) -> Split:
-    """The notebook's split of the data file, once per file version and standardise setting."""
-    return split_dataset(load_dataset(path), standardize=standardize)
+def cached_split(key: tuple, standardize: bool, _data: Dataset) -> Split:
+    """The notebook's split of ``_data``, once per data set (``key``: ``pages.common.dataset_key()``) and setting."""
+    return split_dataset(_data, standardize=standardize)
 
 
 def _finite_or_none(values: list[float]) -> list[float | None]:

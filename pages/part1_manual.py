@@ -16,7 +16,7 @@ from fetal_core.manual import (
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from pages.common import app_settings, current_dataset, enter_through_app
+from pages.common import current_dataset, dataset_key, enter_through_app
 from pages.manual_support import (
     cached_split,
     curve_figure,
@@ -143,8 +143,7 @@ with chart_column:
     with st.container(key="part1_live_chart"):
         chart = st.empty()
     if config is not None:
-        data_path = app_settings().data_path
-        split = cached_split(str(data_path), data_path.stat().st_mtime, config.standardize)
+        split = cached_split(dataset_key(), config.standardize, data)
         train_live(config, split, chart, status, stop_slot)
         stop_slot.empty()
 

@@ -28,6 +28,7 @@ from pages.common import (
     enter_through_app,
     reap_dead_workers,
     session_workers,
+    worker_data,
 )
 
 enter_through_app()
@@ -168,7 +169,7 @@ def start_study(names: list[str]) -> None:
         return
     study.set_user_attr(TARGET_ATTR, total)
     study.set_user_attr(live.RUN_STARTED_ATTR, time.time())
-    session_workers()[WORKER] = start_worker(plan, app_settings().data_path)
+    session_workers()[WORKER] = start_worker(plan, worker_data())
     state[FOLLOWED] = name
     state["results_study"] = name
     state["p2_pending_choice"] = name

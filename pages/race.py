@@ -16,7 +16,14 @@ from fetal_core.race_analysis import RaceAnalysis, analyze_race, table_rows
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
 from fetal_core.training import ConfigError
-from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_workers
+from pages.common import (
+    app_settings,
+    configured_storage,
+    current_dataset,
+    enter_through_app,
+    session_workers,
+    worker_data,
+)
 
 enter_through_app()
 
@@ -44,7 +51,7 @@ def is_running(name: str) -> bool:
 def start(plan: RacePlan) -> None:
     """Start (or resume) ``plan`` on two workers and open it."""
     try:
-        workers = start_race(plan, app_settings().storage_url, app_settings().data_path, configured_storage())
+        workers = start_race(plan, app_settings().storage_url, worker_data(), configured_storage())
     except (ConfigError, StorageError) as err:
         st.session_state["race_error"] = str(err)
         return

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 import pandas as pd
 import streamlit as st
 
-from fetal_core import insights, review
+from fetal_core import insights, review, uploads
 from fetal_core.text import plain
-from pages.common import app_settings, configured_storage, current_dataset, enter_through_app
+from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_upload_folder
 from pages.results_plots import (
     PLOTS,
     compare_figures,
@@ -42,9 +43,31 @@ class StudyView:
     running: int
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _open_upload(digest: str, _data: bytes):
-    return review.open_study_file(_data)
+UPLOAD_KEY = "results_upload_copy"  # session_state: (digest, url, storage, error) of this session's study file
+
+
+def _open_upload(data: bytes):
+    """(url, storage) of our checked copy of this session's uploaded study file: made once per file, in the
+    session's upload folder; a new file replaces (deletes) the previous copy. Raises ``ReviewError``."""
+    digest = hashlib.sha256(data).hexdigest()
+    held = st.session_state.get(UPLOAD_KEY)
+    folder = session_upload_folder()  # also marks the session's uploads as in use
+    if held is not None and held[0] == digest and (held[3] or Path(held[1].removeprefix("sqlite:///")).exists()):
+        if held[3]:
+            raise review.ReviewError(held[3])
+        return held[1], held[2]
+    if held is not None and held[2] is not None:
+        held[2].engine.dispose()
+        uploads.remove_sqlite(held[1].removeprefix("sqlite:///"))
+    st.session_state.pop(UPLOAD_KEY, None)
+    try:
+        with st.spinner("Checking the study file…"):
+            url, storage = review.open_study_file(data, folder)
+    except review.ReviewError as err:
+        st.session_state[UPLOAD_KEY] = (digest, None, None, str(err))
+        raise
+    st.session_state[UPLOAD_KEY] = (digest, url, storage, None)
+    return url, storage
 
 
 @st.cache_resource(show_spinner="Loading trials…", max_entries=12)
@@ -290,11 +313,13 @@ def choose_storage():
     upload = st.file_uploader("Optuna study file (.sqlite3 / .db)", type=["sqlite3", "db", "sqlite"],
                               key="results_upload")  # fmt: skip
     if upload is None:
-        st.caption("The file is copied to a temporary place and opened read-only; nothing is written to it.")
+        st.caption(
+            "The file is checked in a separate, limited process and copied; this page reads only the copy, "
+            "which is deleted when your session ends."
+        )
         return None
-    data = upload.getvalue()
     try:
-        return _open_upload(hashlib.sha256(data).hexdigest(), data)
+        return _open_upload(upload.getvalue())
     except review.ReviewError as err:
         st.error(f"Cannot open '{plain(upload.name)}': {plain(err)}")
         return None

@@ -154,11 +154,23 @@ def test_an_interrupted_run_is_kept_as_stopped(app_env):
     assert any("stopped after 3 of 400 epochs" in h.value for h in at.subheader)
 
 
-def test_bad_upload_shows_its_error_and_a_good_upload_makes_the_data_available(monkeypatch, tmp_path, data_path):
+def no_server_data(monkeypatch, tmp_path):
+    """The app on a server without a data set (FETAL_HPO_DATA names a file that does not exist)."""
     missing = tmp_path / "data" / "fetal_health.csv"
     monkeypatch.setenv("FETAL_HPO_DATA", str(missing))
     monkeypatch.setenv("FETAL_HPO_STORAGE", f"sqlite:///{tmp_path}/app.sqlite3")
     monkeypatch.chdir(ROOT)
+    return missing
+
+
+def upload_on_home(at: AppTest, name: str, content: bytes) -> AppTest:
+    at.file_uploader(key="home_upload").set_value((name, content, "text/csv")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_bad_upload_shows_its_error_and_a_good_upload_makes_the_data_available(monkeypatch, tmp_path, data_path):
+    missing = no_server_data(monkeypatch, tmp_path)
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception and any("No data set" in shown(w.value) for w in at.warning)
 
@@ -172,22 +184,50 @@ def test_bad_upload_shows_its_error_and_a_good_upload_makes_the_data_available(m
         "label.csv": (good.replace(b",1.0\n", b",7.0\n", 1), "labels must be 1"),
     }  # fmt: skip
     for name, (content, expected) in bad_cases.items():
-        at.file_uploader(key="home_upload").set_value((name, content, "text/csv")).run()
-        assert not at.exception, at.exception
+        upload_on_home(at, name, content)
         assert any(expected in shown(e.value) for e in at.error), (name, [e.value for e in at.error])
         assert not missing.exists()
     at.switch_page(PART1).run()  # the app keeps working without data
     assert not at.exception and any("no usable data set" in w.value for w in at.warning)
 
     at.switch_page("pages/home.py").run()
-    at.file_uploader(key="home_upload").set_value(("fetal_health.csv", good, "text/csv")).run()
-    assert not at.exception, at.exception
-    assert missing.read_bytes() == good
-    assert any("Saved 'fetal_health.csv'" in shown(s.value) for s in at.success)
+    upload_on_home(at, "fetal_health.csv", good)
+    assert not missing.exists()  # the session's data only: the server's data path is never written
+    assert any("Using 'fetal_health.csv' for this session" in shown(s.value) for s in at.success)
     assert {m.label for m in at.metric} >= {"Rows", "Null accuracy"}
     at.switch_page(PART1).run()
     at.button(key="part1_train").click().run()
     assert len(at.session_state["manual_runs"]) == 1
+
+
+def test_an_upload_is_the_data_set_of_its_own_session_only(monkeypatch, tmp_path, data_path, dataset):
+    """Two sessions of one server (one process: they share Streamlit's caches) upload different files.
+
+    Each sees its own rows, and Part I trains on its own split: the run's null accuracy is that of the
+    session's file (the second file repeats 300 normal rows, so its null accuracy is higher).
+    """
+    missing = no_server_data(monkeypatch, tmp_path)
+    good = data_path.read_bytes()
+    lines = good.decode().splitlines()
+    normal = [line for line in lines[1:] if line.endswith(",1.0")][:300]
+    more_normal = "\n".join(lines + normal).encode() + b"\n"
+    first, second, third = (AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run() for _ in range(3))
+    upload_on_home(first, "fetal_health.csv", good)
+    upload_on_home(second, "more_normal.csv", more_normal)
+    third.run()  # a session that uploaded nothing still has no data set
+    assert any("no usable data set on this server" in w.value for w in third.warning)
+    rows = {at: next(m.value for m in at.metric if m.label == "Rows") for at in (first, second)}
+    assert rows == {first: f"{dataset.rows:,}", second: f"{dataset.rows + 300:,}"}
+    for at, expected in ((first, dataset.null_accuracy), (second, 100 * (dataset.class_counts["normal"] + 300) /
+                                                                    (dataset.rows + 300))):  # fmt: skip
+        at.switch_page(PART1).run()
+        at.number_input(key="part1_epochs").set_value(2)
+        at.button(key="part1_train").click().run()
+        assert not at.exception, at.exception
+        assert at.session_state["manual_runs"][-1]["null_accuracy"] == pytest.approx(expected)
+    third.switch_page(PART1).run()
+    assert any("no usable data set" in w.value for w in third.warning)
+    assert not missing.exists()
 
 
 def test_hidden_layers_and_link_parsing():

@@ -168,3 +168,26 @@ def test_an_unusable_storage_is_reported_not_a_crash(monkeypatch, data_path):
     assert not at.exception, at.exception
     assert any("storage is not available" in shown(e.value) and "ftp://nowhere" in shown(e.value) for e in at.error)
     assert not [b for b in at.button if b.key == "p2_start"]
+
+
+def test_a_study_trains_on_the_sessions_uploaded_data_when_the_server_has_none(monkeypatch, tmp_path, data_path):
+    """The worker gets the session's data set itself: the server has no data file for it to load."""
+    url = f"sqlite:///{tmp_path}/app.sqlite3"
+    monkeypatch.setenv("FETAL_HPO_DATA", str(tmp_path / "none.csv"))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", url)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.file_uploader(key="home_upload").set_value(("fetal_health.csv", data_path.read_bytes(), "text/csv")).run()
+    at.switch_page("pages/part2_study.py").run()
+    fill(at, p2_name="uploaded", p2_sampler="random", p2_pruner="none", p2_trials=2, p2_epochs=2)
+    at.button(key="p2_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    worker = at.session_state["workers"]["Part II"]
+    try:
+        worker.process.join(120)
+        worker.poll()
+        assert worker.error is None, worker.error
+        trials = optuna.load_study(study_name="uploaded", storage=url).trials
+        assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]
+    finally:
+        worker.stop()
+    assert not (tmp_path / "none.csv").exists()

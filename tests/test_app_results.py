@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -194,10 +196,28 @@ def test_uploaded_study_file_opens_read_only(monkeypatch, data_path, tmp_path, l
     at = open_results(monkeypatch, data_path, f"sqlite:///{tmp_path}/none.sqlite3")
     at.segmented_control(key="results_source").set_value("Upload a study file").run()
     at.file_uploader(key="results_upload").upload("lab.sqlite3", before).run()
-    assert not at.exception and not at.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
     at.selectbox(key="results_pick").set_value("random_study").run()
     assert len(at.get("plotly_chart")) == 8
     assert original.read_bytes() == before
+
+
+def test_a_new_upload_replaces_the_previous_copy_and_a_hostile_file_is_refused(monkeypatch, data_path, tmp_path, lab):
+    at = open_results(monkeypatch, data_path, f"sqlite:///{tmp_path}/none.sqlite3")
+    at.segmented_control(key="results_source").set_value("Upload a study file").run()
+    at.file_uploader(key="results_upload").upload("lab.sqlite3", Path(lab.removeprefix("sqlite:///")).read_bytes()).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    copy = Path(at.session_state["results_upload_copy"][1].removeprefix("sqlite:///"))
+    assert copy.exists() and len(at.selectbox(key="results_pick").options) == 5
+    hostile = tmp_path / "hostile.sqlite3"
+    shutil.copyfile(lab.removeprefix("sqlite:///"), hostile)
+    with sqlite3.connect(hostile) as connection:
+        connection.execute("CREATE TRIGGER sneaky AFTER UPDATE ON trials BEGIN DELETE FROM studies; END")
+    connection.close()
+    at.file_uploader(key="results_upload").clear().upload("hostile.sqlite3", hostile.read_bytes()).run()
+    assert not at.exception
+    assert "Cannot open 'hostile.sqlite3': the uploaded file contains a trigger ('sneaky')" in texts(at.error)
+    assert not copy.exists() and list(copy.parent.iterdir()) == []  # the replaced copy is deleted, nothing new kept
 
 
 def test_fanova_only_on_request(monkeypatch, data_path, lab):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import time
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +80,46 @@ def test_results_page_in_chromium(prepared_server, chromium, artifacts):
         page.screenshot(path=str(artifacts / "results_trials.png"))
     finally:
         page.close()
+
+
+def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(streamlit_server, chromium, tmp_path):
+    """A real server: the upload's copy lives in its session's folder; a sweep (run by any page, at most every
+    15 s) keeps it while the tab is open and deletes it once the session has ended and its grace has passed,
+    as it deletes a leftover folder of a session the server does not know."""
+    from fetal_core import uploads
+
+    study = tmp_path / "upload.sqlite3"
+    build_study(f"sqlite:///{study}", "browser_upload", synthetic_trials(12, seed=3))
+    server_folder = uploads.UPLOADS_ROOT / str(streamlit_server.process.pid)
+    old = time.time() - uploads.SESSION_GRACE_SECONDS - 60
+    owner, other = chromium.new_page(), chromium.new_page()
+    for page in (owner, other):
+        page.set_default_timeout(120_000)
+    try:
+        owner.goto(f"{streamlit_server.url}/results")
+        owner.get_by_text("Upload a study file").click()
+        owner.locator(".st-key-results_upload input[type=file]").set_input_files(str(study))
+        owner.get_by_role("heading", name="Optimisation history").wait_for()  # the lab storage is empty
+        [session] = list(server_folder.iterdir())
+        assert [p.suffix for p in session.iterdir()] == [".sqlite3"]
+        stale = uploads.session_folder(server_folder, "a-session-this-server-never-had")
+        for folder in (session, stale):
+            os.utime(folder, (old, old))  # past the grace period: only the runtime's answer keeps a folder
+
+        def sweep_until(gone: Path) -> None:
+            deadline = time.monotonic() + 120
+            while gone.exists():
+                assert time.monotonic() < deadline, f"{gone} was not swept in 120 s"
+                time.sleep(3)
+                other.goto(f"{streamlit_server.url}/")  # any page run sweeps (at most every 15 s)
+                other.get_by_role("heading", name="Fetal Health HPO Lab").wait_for()
+
+        sweep_until(stale)
+        assert session.exists(), "the open tab's upload was deleted"
+        owner.close()
+        os.utime(session, (old, old))
+        sweep_until(session)
+    finally:
+        for page in (owner, other):
+            if not page.is_closed():
+                page.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,12 +17,12 @@ from fetal_core.data import (
     FEATURES,
     LABEL,
     MAX_FILE_BYTES,
+    MAX_ROWS,
     MIN_ROWS_PER_CLASS,
     Dataset,
     DatasetError,
     fetch_dataset,
     load_dataset,
-    save_upload,
     split_dataset,
 )
 
@@ -238,46 +240,85 @@ def test_upload_over_50_mb_is_refused():
     assert "the limit is 50 MB" in message
 
 
-# --- save_upload -------------------------------------------------------------------------------------
+# --- hostile input: bounded reads, short one-line messages -------------------------------------------
 
 
-def test_save_upload_writes_valid_bytes(tmp_path, data_path, dataset):
-    raw = data_path.read_bytes()
-    destination = tmp_path / "sub" / "fetal_health.csv"
-    saved = save_upload(raw, destination)
-    assert destination.read_bytes() == raw
-    assert saved.source == "fetal_health.csv"
-    np.testing.assert_array_equal(saved.labels, dataset.labels)
-    assert sorted(p.name for p in destination.parent.iterdir()) == ["fetal_health.csv"]  # no temp file left
+def one_line_error(source, limit: int = 400, **kwargs) -> str:
+    with pytest.raises(DatasetError) as caught:
+        load_dataset(source, **kwargs)
+    message = str(caught.value)
+    assert "\n" not in message and len(message) < limit, message[:1000]
+    return message
 
 
-@pytest.mark.parametrize("raw", [b"", PNG_BYTES, b"a;b;c\n1;2;3\n"], ids=["empty", "png", "semicolon"])
-def test_save_upload_never_writes_or_replaces_with_bad_data(tmp_path, data_path, raw):
-    destination = tmp_path / "fetal_health.csv"
-    with pytest.raises(DatasetError):
-        save_upload(raw, tmp_path / "new.csv")
-    assert not (tmp_path / "new.csv").exists()
-
-    good = data_path.read_bytes()
-    destination.write_bytes(good)
-    with pytest.raises(DatasetError):
-        save_upload(raw, destination)
-    assert destination.read_bytes() == good
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fetal_health.csv"]
+def test_a_device_is_refused_without_reading_it():
+    assert "'/dev/zero' is not a regular file" in one_line_error("/dev/zero")
 
 
-def test_concurrent_uploads_to_one_destination_all_succeed(tmp_path, data_path):
-    raw = data_path.read_bytes()
-    destination = tmp_path / "fetal_health.csv"
+def test_a_named_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
+    """If the loader ever blocks on the pipe, the test opens it for writing so the thread ends (and fails)."""
+    fifo = tmp_path / "fetal_health.csv"
+    os.mkfifo(fifo)
+    found: list[str] = []
+    reader = threading.Thread(target=lambda: found.append(one_line_error(fifo)), daemon=True)
+    reader.start()
+    reader.join(60)
+    if reader.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY))  # unblocks the reader's open()
+        reader.join(60)
+        pytest.fail("load_dataset waited on a named pipe")
+    assert found and "is not a regular file" in found[0]
 
-    def upload_five_times(_):
-        for _ in range(5):
-            save_upload(raw, destination)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(upload_five_times, range(4)))  # re-raises any thread's error
-    assert destination.read_bytes() == raw
-    assert [p.name for p in tmp_path.iterdir()] == ["fetal_health.csv"]
+def test_an_unreadable_file_is_one_clear_line(tmp_path, data_path, monkeypatch):
+    path = tmp_path / "fetal_health.csv"
+    path.write_bytes(data_path.read_bytes())
+    path.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: let the open fail as it does for any other user
+        real_open = os.open
+
+        def refusing_open(file, flags, *args, **kwargs):
+            if Path(file) == path:
+                raise PermissionError(13, "Permission denied", str(file))
+            return real_open(file, flags, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
+    message = one_line_error(path)
+    assert f"'{path}' cannot be read: the app's user has no permission to read it." == message
+
+
+def test_a_huge_cell_is_refused_and_quoted_briefly(table):
+    frame = table.head(30).astype(object)
+    frame.iloc[7, 3] = "x" * 10_000_000  # a 10 MB cell
+    message = one_line_error(csv_bytes(frame))
+    assert f"column '{FEATURES[3]}', row 9 holds 10,000,000 characters ('{'x' * 79}…')" in message
+    assert "at most 100" in message
+
+
+def test_a_value_is_quoted_with_at_most_80_characters(table):
+    frame = table.head(30).astype(object)
+    frame.iloc[2, 0] = "ab" * 45
+    assert f"row 4: '{'ab' * 39}a…' is not a number" in one_line_error(csv_bytes(frame))
+    frame.iloc[2, 0] = "two\nlines"  # a quoted cell may hold a line break; the message stays one line
+    assert "row 4: 'two lines' is not a number" in one_line_error(csv_bytes(frame))
+
+
+def test_a_long_header_name_and_many_columns_are_reported_briefly(table):
+    long_name = one_line_error(csv_bytes(table.head(30).rename(columns={"accelerations": "a" * 5000})))
+    assert f"missing column(s): 'accelerations'; unexpected column(s): '{'a' * 79}…'." in long_name
+    extra = pd.DataFrame(0, index=range(30), columns=[f"extra_{k}" for k in range(1000)])
+    many = one_line_error(csv_bytes(pd.concat([table.head(30), extra], axis=1)))
+    assert "unexpected column(s): 'extra_0', 'extra_1', 'extra_2', 'extra_3', 'extra_4' and 995 more" in many
+
+
+def test_a_long_file_name_is_quoted_briefly():
+    assert "'" + "n" * 79 + "…' is empty" in one_line_error(b"", name="n" * 5000)
+
+
+def test_more_rows_than_the_limit_are_refused(data_path):
+    header, row = data_path.read_text().splitlines()[:2]
+    raw = (header + "\n" + (row + "\n") * (MAX_ROWS + 1)).encode()
+    assert "has 100,001 rows; the limit is 100,000" in one_line_error(raw)
 
 
 def test_fetch_dataset_copies_the_shared_file_and_keeps_a_valid_one(tmp_path, data_path):
