@@ -181,8 +181,21 @@ def sidebar() -> None:
             st.code(f"{held.name} (your upload, this session only)" if held else str(config.data_path), language=None)
             st.caption(f"{data.rows:,} rows · null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
-        st.code(config.storage_url, language=None)
+        st.code(shown_storage_url(config.storage_url), language=None)
         worker_leases()
+
+
+def shown_storage_url(url: str) -> str:
+    """The storage URL as students may see it: a database password in it is masked."""
+    if "@" not in url or "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a database URL (journal, redis): hide whatever precedes '@'
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
 
 
 @st.cache_resource(show_spinner=False)

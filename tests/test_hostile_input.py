@@ -253,3 +253,13 @@ def test_the_page_following_a_study_fails_the_trial_of_a_killed_cli_worker(monke
         state = optuna.load_study(study_name="killed", storage=url).trials[0].state
     assert not at.exception, at.exception
     assert state == optuna.trial.TrialState.FAIL
+
+
+def test_the_sidebar_never_shows_a_database_password():
+    from pages.common import shown_storage_url
+
+    assert shown_storage_url("postgresql://teacher:s3cret@db.school:5432/class") == (
+        "postgresql://teacher:***@db.school:5432/class"
+    )
+    assert "s3cret" not in shown_storage_url("redis://:s3cret@127.0.0.1:6379")
+    assert shown_storage_url("sqlite:///data/Fetal_Health.sqlite3") == "sqlite:///data/Fetal_Health.sqlite3"
