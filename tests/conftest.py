@@ -93,6 +93,30 @@ def streamlit_server(tmp_path, data_path) -> Iterator[StreamlitServer]:
     server.stop()
 
 
+# Browser tests wait for what they need (an element, a text), never for a deadline sized for a quiet machine:
+# every Playwright wait gets this long, and a wait ends as soon as its condition holds.
+BROWSER_WAIT_SECONDS = 120
+
+
+def new_page(browser_or_context, **options):
+    """A page (in its own context when given the browser) whose waits last up to BROWSER_WAIT_SECONDS."""
+    page = browser_or_context.new_page(**options)
+    page.set_default_timeout(BROWSER_WAIT_SECONDS * 1000)
+    return page
+
+
+def wait_until(condition, what: str, timeout: float = BROWSER_WAIT_SECONDS, interval: float = 0.5):
+    """Poll ``condition`` until it returns something truthy (returned); fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(interval)
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's chromium driven by PyPI playwright (never `playwright install`)."""
