@@ -288,6 +288,7 @@ def test_curve_reading_names_a_run_stuck_at_or_below_the_null_accuracy():
     # Ends near the null accuracy, predicts several classes and was well above it before: not stuck.
     dipped = ramp(80.0, 86.0, 15) + [NULL + 0.5] * 5
     assert not says(constructed_run(dipped), "Stuck")
+    assert says(constructed_run(dipped, matrix=ONE_CLASS), "Stuck")  # ... unless it fell back to 'normal' only
     assert not says(constructed_run(ramp(80.0, 90.0, 20)), "Stuck")
     assert says(constructed_run([NULL - 5.0] * 20), "Below the null accuracy")
     assert not says(constructed_run([NULL - 0.5] * 20), "Below the null accuracy")  # within a point: stuck
@@ -300,8 +301,8 @@ def test_curve_reading_names_a_too_high_learning_rate_from_a_jumpy_curve():
     wiggle = [86.0 + (0.5 if e % 2 else -0.5) for e in range(40)]  # 1 point: ordinary noise
     assert not says(constructed_run(wiggle), "too high")
     assert not says(constructed_run(ramp(80.0, 92.0, 40)), "too high")  # a steep but steady rise
-    # The first epochs of any run move a lot: they do not count.
-    settling = [60.0, 85.0, 70.0] + [86.0] * 37
+    # The first epochs of any run move a lot: they do not count (counted, these would read as jumps).
+    settling = [40.0, 85.0, 50.0, 86.0] + [86.0] * 36
     assert not says(constructed_run(settling), "too high")
 
 
@@ -309,7 +310,7 @@ def test_curve_reading_suggests_more_epochs_only_while_still_rising():
     assert says(constructed_run(ramp(80.0, 88.0, 40)), "more epochs would probably help")
     plateau = ramp(80.0, 88.0, 20) + [88.0] * 20
     assert not says(constructed_run(plateau), "more epochs")
-    fell_back = ramp(80.0, 90.0, 36) + [88.0] * 4  # its best is 2 points behind it
+    fell_back = ramp(70.0, 95.0, 36) + [92.0] * 4  # rose steeply, but its best is 3 points behind it
     assert not says(constructed_run(fell_back), "more epochs")
     below_null = ramp(60.0, NULL, 40)  # rising, but not yet above the null accuracy
     assert not says(constructed_run(below_null), "more epochs")
