@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from streamlit.testing.v1 import AppTest
 
 from pages import study_live as live
+from tests.conftest import median_pruning_replayed
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -42,35 +42,6 @@ def fill(at: AppTest, **values) -> None:
                 break
         else:
             raise AssertionError(f"no widget with key {key}")
-
-
-class CompletedBefore:
-    """What a median pruner reads of a (maximising) study: the trials completed before a given trial."""
-
-    direction = optuna.study.StudyDirection.MAXIMIZE
-
-    def __init__(self, trials: list) -> None:
-        self.trials = trials
-
-    def get_trials(self, deepcopy: bool = False, states=None) -> list:
-        return self.trials
-
-
-def median_pruning_replayed(trials: list) -> list[tuple[int, TrialState, int]]:
-    """Per trial, the state and epochs Optuna's own MedianPruner allows it, given the values the trials
-    reported (one worker: a trial is compared with the trials completed before it started)."""
-    pruner, replayed = optuna.pruners.MedianPruner(), []
-    for trial in sorted(trials, key=lambda t: t.number):
-        before = CompletedBefore([t for t in trials if t.number < trial.number and t.state == TrialState.COMPLETE])
-        so_far, state = copy.deepcopy(trial), TrialState.COMPLETE
-        so_far.state, so_far.intermediate_values = TrialState.RUNNING, {}
-        for step in sorted(trial.intermediate_values):
-            so_far.intermediate_values[step] = trial.intermediate_values[step]
-            if pruner.prune(before, so_far):
-                state = TrialState.PRUNED
-                break
-        replayed.append((trial.number, state, len(so_far.intermediate_values)))
-    return replayed
 
 
 def test_tpe_study_with_median_pruning_runs_from_the_page(app):
