@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -13,7 +14,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_PATH = ROOT / "data" / "fetal_health.csv"
@@ -22,6 +25,17 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
+
+
+def pytest_report_header(config) -> str:
+    """Which BLAS kernel and thread count this run trains with (results may differ in the last bits between
+    kernels, so tests assert only what holds on all of them; set OPENBLAS_CORETYPE to try another)."""
+    import numpy  # noqa: F401  (loads OpenBLAS)
+    from threadpoolctl import threadpool_info
+
+    kernels = sorted({f"{i['internal_api']} {i.get('architecture')}" for i in threadpool_info()})
+    threads = os.environ.get("FETAL_HPO_TORCH_THREADS", "1")
+    return f"BLAS: {', '.join(kernels)}; FETAL_HPO_TORCH_THREADS={threads}"
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +108,30 @@ def streamlit_server(tmp_path, data_path) -> Iterator[StreamlitServer]:
     server.stop()
 
 
+# Browser tests wait for what they need (an element, a text), never for a deadline sized for a quiet machine:
+# every Playwright wait gets this long, and a wait ends as soon as its condition holds.
+BROWSER_WAIT_SECONDS = 120
+
+
+def new_page(browser_or_context, **options):
+    """A page (in its own context when given the browser) whose waits last up to BROWSER_WAIT_SECONDS."""
+    page = browser_or_context.new_page(**options)
+    page.set_default_timeout(BROWSER_WAIT_SECONDS * 1000)
+    return page
+
+
+def wait_until(condition, what: str, timeout: float = BROWSER_WAIT_SECONDS, interval: float = 0.5):
+    """Poll ``condition`` until it returns something truthy (returned); fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s for {what}")
+        time.sleep(interval)
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's chromium driven by PyPI playwright (never `playwright install`)."""
@@ -121,3 +159,32 @@ def shown(markdown: str) -> str:
     AppTest hands back the Markdown source of st.info/st.error/...; user text in it comes escaped.
     """
     return re.sub(r"\\(.)", r"\1", str(markdown)).replace("\u2060", "")
+
+
+class CompletedBefore:
+    """What a median pruner reads of a (maximising) study: the trials completed before a given trial."""
+
+    direction = optuna.study.StudyDirection.MAXIMIZE
+
+    def __init__(self, trials: list) -> None:
+        self.trials = trials
+
+    def get_trials(self, deepcopy: bool = False, states=None) -> list:
+        return self.trials
+
+
+def median_pruning_replayed(trials: list) -> list[tuple[int, TrialState, int]]:
+    """Per trial, the state and epochs Optuna's own MedianPruner allows it, given the values the trials
+    reported (one worker: a trial is compared with the trials completed before it started)."""
+    pruner, replayed = optuna.pruners.MedianPruner(), []
+    for trial in sorted(trials, key=lambda t: t.number):
+        before = CompletedBefore([t for t in trials if t.number < trial.number and t.state == TrialState.COMPLETE])
+        so_far, state = copy.deepcopy(trial), TrialState.COMPLETE
+        so_far.state, so_far.intermediate_values = TrialState.RUNNING, {}
+        for step in sorted(trial.intermediate_values):
+            so_far.intermediate_values[step] = trial.intermediate_values[step]
+            if pruner.prune(before, so_far):
+                state = TrialState.PRUNED
+                break
+        replayed.append((trial.number, state, len(so_far.intermediate_values)))
+    return replayed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -62,12 +63,14 @@ def test_defaults_stay_at_null_accuracy_and_show_the_metrics(app_env, dataset):
 
     [run] = at.session_state["manual_runs"]
     assert len(run["history"]) == 50 and not run["stopped_early"]
-    assert abs(run["final_val_accuracy"] - dataset.null_accuracy) <= 1.0
+    # The defaults end within 1.02 points of the null accuracy for each of seeds 0-9 and 42, 1 and 2 threads and
+    # the Haswell, SandyBridge and SkylakeX kernels; whether the reading says "stuck" depends on the kernel.
+    assert abs(run["final_val_accuracy"] - dataset.null_accuracy) <= 2.0
     shown = metrics(at)
     assert shown["Final accuracy"] == f"{run['final_val_accuracy']:.2f}%"
     assert shown["Null accuracy"] == f"{dataset.null_accuracy:.2f}%"
     assert {"Best accuracy", "Balanced accuracy"} <= shown.keys()
-    assert any("Stuck at the null accuracy" in i.value for i in at.info)
+    assert [i.value for i in at.info] == read_curve(run) != []  # the page shows its run's reading (never empty here)
     assert len(at.get("plotly_chart")) >= 2  # the run's curve and the history overlay
     assert at.query_params["lr"] == "1.0" and at.query_params["hl"] == "15-10"
 
@@ -124,21 +127,52 @@ def test_invalid_hidden_layers_show_an_error_and_train_nothing(app_env):
     assert at.session_state["manual_runs"] == []
 
 
+class RecordedSemaphore(threading.BoundedSemaphore):
+    """A semaphore that says when someone was refused a permit."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.refused = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        taken = super().acquire(blocking, timeout)
+        if not taken:
+            self.refused.set()
+        return taken
+
+
 def test_a_full_server_makes_the_run_wait_for_a_free_slot(app_env):
+    """The slots are released only once the page has been refused one (not after a fixed delay, which a cold
+    first run can outlast), so the run must have waited at least the 0.5 s between refusal and release."""
     from pages.manual_support import training_slots
 
     at = part1()
-    slots = training_slots()
-    for _ in range(slots.capacity):
-        assert slots.semaphore.acquire(timeout=5)
-    releaser = threading.Timer(1.0, lambda: [slots.semaphore.release() for _ in range(slots.capacity)])
-    releaser.start()
+    slots = training_slots()  # the server-wide slots (st.cache_resource): the ones the page takes
+    original = slots.semaphore
+    slots.semaphore = watched = RecordedSemaphore(slots.capacity)
     try:
-        at.button(key="part1_train").click().run()
+        for _ in range(slots.capacity):
+            assert watched.acquire(blocking=False)  # the server is full
+
+        def release_once_refused() -> None:
+            if watched.refused.wait(120):
+                time.sleep(0.5)
+            for _ in range(slots.capacity):
+                watched.release()
+
+        releaser = threading.Thread(target=release_once_refused)
+        releaser.start()
+        try:
+            at.button(key="part1_train").click().run()
+        finally:
+            releaser.join()
     finally:
-        releaser.join()
+        slots.semaphore = original
+    assert not at.exception, at.exception
+    assert watched.refused.is_set(), "the page never asked the server's slots for a permit"
     [run] = at.session_state["manual_runs"]
-    assert run["waited_seconds"] >= 0.9 and len(run["history"]) == 50
+    assert run["waited_seconds"] >= 0.5 and len(run["history"]) == 50
+    assert watched.acquire(blocking=False), "the run did not give its slot back"
 
 
 def test_an_interrupted_run_is_kept_as_stopped(app_env):
@@ -243,16 +277,125 @@ def test_hidden_layers_and_link_parsing():
     ]  # fmt: skip
 
 
-def test_curve_reading_names_a_too_high_learning_rate(dataset):
+# ---------------------------------------------------------------- the curve reading, on constructed curves
+
+NULL = 77.8
+ONE_CLASS = [[331, 0, 0], [59, 0, 0], [36, 0, 0]]  # every validation row predicted 'normal'
+THREE_CLASSES = [[320, 8, 3], [20, 35, 4], [5, 3, 28]]
+RECALLS = {"normal": 96.7, "suspect": 59.3, "pathological": 77.8}
+
+
+def constructed_run(accuracy, train_loss=None, val_loss=None, matrix=THREE_CLASSES, recalls=RECALLS) -> dict:
+    """A run record with a curve made up for the rule under test (falling losses unless given)."""
+    n = len(accuracy)
+    train_loss = train_loss or [1.0 - 0.5 * e / n for e in range(n)]
+    val_loss = val_loss or [1.0 - 0.4 * e / n for e in range(n)]
+    history = [
+        {"epoch": e + 1, "train_loss": t, "val_loss": v, "val_accuracy": a, "balanced_accuracy": 50.0, "seconds": 0.01}
+        for e, (a, t, v) in enumerate(zip(accuracy, train_loss, val_loss))
+    ]
+    return {"history": history, "null_accuracy": NULL, "confusion_matrix": matrix, "per_class_recall": recalls}
+
+
+def says(run: dict, phrase: str) -> bool:
+    return any(phrase in note for note in read_curve(run))
+
+
+def ramp(start: float, stop: float, n: int) -> list[float]:
+    return [start + (stop - start) * i / (n - 1) for i in range(n)]
+
+
+def test_curve_reading_without_epochs():
+    assert read_curve(constructed_run([])) == ["No epoch finished, so there is no curve to read."]
+
+
+def test_curve_reading_names_an_overflowing_loss():
+    flat = [NULL + 0.1] * 20
+    overflowed = [1.0] * 5 + [float("inf")] + [float("nan")] * 14
+    assert says(constructed_run(flat, train_loss=overflowed, matrix=ONE_CLASS), "training loss overflowed")
+    assert not says(constructed_run(flat, matrix=ONE_CLASS), "overflowed")
+
+
+def test_curve_reading_names_a_run_stuck_at_or_below_the_null_accuracy():
+    flat = [NULL + 0.1] * 20
+    assert says(constructed_run(flat, matrix=ONE_CLASS), "Stuck at the null accuracy")
+    # Several classes predicted but never better than the null accuracy: still stuck.
+    assert says(constructed_run([NULL - 0.5, NULL + 0.5] * 10), "Stuck at the null accuracy")
+    # Ends near the null accuracy, predicts several classes and was well above it before: not stuck.
+    dipped = ramp(80.0, 86.0, 15) + [NULL + 0.5] * 5
+    assert not says(constructed_run(dipped), "Stuck")
+    assert says(constructed_run(dipped, matrix=ONE_CLASS), "Stuck")  # ... unless it fell back to 'normal' only
+    assert not says(constructed_run(ramp(80.0, 90.0, 20)), "Stuck")
+    assert says(constructed_run([NULL - 5.0] * 20), "Below the null accuracy")
+    assert not says(constructed_run([NULL - 0.5] * 20), "Below the null accuracy")  # within a point: stuck
+    assert not says(constructed_run(ramp(80.0, 90.0, 20)), "Below the null accuracy")
+
+
+def test_curve_reading_names_a_too_high_learning_rate_from_a_jumpy_curve():
+    jumpy = [86.0 + (2.0 if e % 2 else -2.0) for e in range(40)]  # 4 points up and down every epoch
+    assert says(constructed_run(jumpy), "learning rate may be too high")
+    wiggle = [86.0 + (0.5 if e % 2 else -0.5) for e in range(40)]  # 1 point: ordinary noise
+    assert not says(constructed_run(wiggle), "too high")
+    assert not says(constructed_run(ramp(80.0, 92.0, 40)), "too high")  # a steep but steady rise
+    # The first epochs of any run move a lot: they do not count (counted, these would read as jumps).
+    settling = [40.0, 85.0, 50.0, 86.0] + [86.0] * 36
+    assert not says(constructed_run(settling), "too high")
+
+
+def test_curve_reading_suggests_more_epochs_only_while_still_rising():
+    assert says(constructed_run(ramp(80.0, 88.0, 40)), "more epochs would probably help")
+    plateau = ramp(80.0, 88.0, 20) + [88.0] * 20
+    assert not says(constructed_run(plateau), "more epochs")
+    fell_back = ramp(70.0, 95.0, 36) + [92.0] * 4  # rose steeply, but its best is 3 points behind it
+    assert not says(constructed_run(fell_back), "more epochs")
+    below_null = ramp(60.0, NULL, 40)  # rising, but not yet above the null accuracy
+    assert not says(constructed_run(below_null), "more epochs")
+
+
+def test_curve_reading_names_overfitting():
+    n = 30
+    val_loss = ramp(0.8, 0.4, 10) + ramp(0.42, 0.6, n - 10)  # lowest at epoch 10, then 50 % higher
+    falling = ramp(0.9, 0.1, n)
+    run = constructed_run([88.0] * n, train_loss=falling, val_loss=val_loss)
+    assert [n for n in read_curve(run) if "overfitting" in n] == [
+        "The training loss kept falling while the validation loss rose after epoch 10: the model is overfitting "
+        "(learning the training rows by heart). Try more weight decay, fewer epochs or a smaller network."
+    ]
+    assert not says(constructed_run([88.0] * n, train_loss=falling, val_loss=ramp(0.8, 0.4, n)), "overfitting")
+    slightly = ramp(0.8, 0.4, 10) + ramp(0.41, 0.44, n - 10)  # 10 % above its lowest: noise, not overfitting
+    assert not says(constructed_run([88.0] * n, train_loss=falling, val_loss=slightly), "overfitting")
+    rising_train = ramp(0.3, 0.9, n)  # both losses rise: diverging, not learning by heart
+    assert not says(constructed_run([88.0] * n, train_loss=rising_train, val_loss=val_loss), "overfitting")
+
+
+def test_curve_reading_names_a_weak_class_and_otherwise_says_it_learned_well():
+    steady = [88.0] * 30
+    weak = {**RECALLS, "suspect": 30.0}
+    assert says(constructed_run(steady, recalls=weak), "only 30% of 'suspect' cases are found")
+    assert not says(constructed_run(steady), "hides a weak class")
+    assert not says(constructed_run([NULL] * 30, matrix=ONE_CLASS, recalls=weak), "weak class")  # stuck says more
+    assert read_curve(constructed_run(steady)) == ["The model learned well beyond the null accuracy (88.0% vs 77.8%)."]
+    assert read_curve(constructed_run([81.0] * 30)) == []  # above the null accuracy, but not "well"
+    jumpy = [88.0 + (2.0 if e % 2 else -2.0) for e in range(30)]
+    assert not says(constructed_run(jumpy), "learned well")  # only when nothing else needs saying
+
+
+def test_real_training_shows_the_readings_the_lab_teaches(dataset):
+    """Real runs, for properties checked to hold for each of seeds 0-9, with 1 and 2 BLAS threads and the
+    Haswell, SandyBridge and SkylakeX OpenBLAS kernels (a chaotic run such as RMSprop at lr 0.1 on raw
+    features is not used: its jumps depend on the last bits of the float32 products)."""
     split = split_dataset(dataset, standardize=True)
     raw_split = split_dataset(dataset, standardize=False)
-    jumpy = make_run_record(train(TrainConfig(optimizer="RMSprop", learning_rate=0.1, weight_decay=0.0,
-                                              scheduler=False), raw_split), 1)  # fmt: skip
-    assert any("learning rate may be too high" in n for n in read_curve(jumpy)), read_curve(jumpy)
-    # Small steps stopped early: still rising at the end for each of seeds 0-9 (checked), not one lucky draw.
-    rising = make_run_record(train(TrainConfig(hidden_layers=(64, 32), learning_rate=1e-4, weight_decay=0.0,
-                                               standardize=True, scheduler=False, epochs=40), split), 2)  # fmt: skip
-    assert any("more epochs" in n for n in read_curve(rising)), read_curve(rising)
-    steady = make_run_record(train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200),
-                                   split), 3)  # fmt: skip
-    assert not any("too high" in n or "Stuck" in n for n in read_curve(steady)), read_curve(steady)
+    # SGD with lr 1 on raw features overflows in the first epoch for every seed.
+    diverged = make_run_record(train(TrainConfig(optimizer="SGD", learning_rate=1.0, weight_decay=0.0,
+                                                 scheduler=False, epochs=5, seed=3), raw_split), 1)  # fmt: skip
+    assert says(diverged, "training loss overflowed"), read_curve(diverged)
+    # Small steps stopped early: still rising at the end for every seed.
+    small_steps = TrainConfig(hidden_layers=(64, 32), learning_rate=1e-4, weight_decay=0.0, standardize=True,
+                              scheduler=False, epochs=40, seed=3)  # fmt: skip
+    rising = make_run_record(train(small_steps, split), 2)
+    assert says(rising, "more epochs"), read_curve(rising)
+    # The good config: 87.3 % to 90.6 % and a steady curve for every seed; nothing to warn about.
+    steady = make_run_record(train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200,
+                                               seed=3), split), 3)  # fmt: skip
+    assert [n.split(" (")[0] for n in read_curve(steady)] == ["The model learned well beyond the null accuracy"]

@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-pytestmark = pytest.mark.browser
+from tests.conftest import new_page
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
 # Records every value the epoch counter and the live chart show, as the DOM changes (no polling gaps).
 RECORD_PROGRESS = """() => {
@@ -45,8 +47,8 @@ def record_streamed_epochs(page) -> list[int]:
 def open_part1(page, server):
     """Open Part I by its link, as a shared link would: on a fresh server too, it runs inside app.py."""
     page.goto(f"{server.url}/part1_manual")
-    page.locator(".st-key-part1_train button").wait_for(timeout=30_000)
-    page.locator("[data-testid=stSidebarNav]").wait_for(timeout=30_000)  # app.py's navigation ran
+    page.locator(".st-key-part1_train button").wait_for()
+    page.locator("[data-testid=stSidebarNav]").wait_for()  # app.py's navigation ran
     assert page.locator("[role=dialog]").count() == 0, page.locator("[role=dialog]").first.inner_text()
 
 
@@ -56,16 +58,20 @@ def set_number(page, key: str, value: int) -> None:
     field.press("Tab")  # commit to the form without submitting it
 
 
-def final_heading(page, timeout_ms: int = 60_000) -> str:
+def final_heading(page) -> str:
     """The finished run's heading, once its metrics are on screen."""
-    page.locator(".st-key-part1_result [data-testid=stMetricLabel]", has_text="Null accuracy").wait_for(
-        timeout=timeout_ms
-    )
+    page.locator(".st-key-part1_result [data-testid=stMetricLabel]", has_text="Null accuracy").wait_for()
     return page.locator(".st-key-part1_result h3").first.inner_text()
 
 
+def metric_value(page, label: str) -> float:
+    """The percentage a metric of the run's result shows."""
+    text = page.locator(".st-key-part1_result [data-testid=stMetric]", has_text=label).first.inner_text()
+    return float(re.search(r"([\d.]+)%", text).group(1))
+
+
 def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, chromium, artifacts):
-    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page = new_page(chromium, viewport={"width": 1400, "height": 1000})
     streamed = record_streamed_epochs(page)
     open_part1(page, streamlit_server)
     page.evaluate(RECORD_PROGRESS)
@@ -74,12 +80,14 @@ def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, ch
     assert "Run 1: finished" in heading
     # 50 epochs take ~0.2 s, about one redraw interval: the page streams the one-point curve of epoch 1 at once
     # (and more frames if the run is slower), then the finished 50-point curve ...
-    assert streamed and streamed[0] == 1 and streamed == sorted(set(streamed)) and streamed[-1] < 50, streamed
+    assert streamed and streamed[0] == 1 and streamed == sorted(set(streamed)), streamed
     result = page.locator(".st-key-part1_result").inner_text()
     for label in ("Final accuracy", "Best accuracy", "Balanced accuracy", "Null accuracy"):
         assert label in result
-    assert "Stuck at the null accuracy" in result
-    page.wait_for_function("() => (window.__progress.at(-1) || {}).points === 50", timeout=10_000)
+    # The defaults end within 1.02 points of the null accuracy on any CPU (see test_training); which reading
+    # they get varies with the BLAS kernel, so only the number is checked here.
+    assert abs(metric_value(page, "Final accuracy") - metric_value(page, "Null accuracy")) <= 2.0
+    page.wait_for_function("() => (window.__progress.at(-1) || {}).points === 50")
     # ... but a busy browser may paint only the last of those frames, so the painted epochs are only checked
     # for order here; the longer run of the Stop test checks that the painted chart itself grows.
     epochs = [p["epoch"] for p in page.evaluate("window.__progress") if p["epoch"]]
@@ -92,13 +100,13 @@ def test_defaults_train_with_a_live_curve_and_final_metrics(streamlit_server, ch
 
 
 def test_stop_mid_run_keeps_the_partial_run(streamlit_server, chromium, artifacts):
-    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page = new_page(chromium, viewport={"width": 1400, "height": 1000})
     open_part1(page, streamlit_server)
     set_number(page, "part1_epochs", 1500)
     set_number(page, "part1_batch", 8)  # ~10 ms an epoch: the Stop lands long before epoch 1500
     page.evaluate(RECORD_PROGRESS)
     page.locator(".st-key-part1_train button").click()
-    page.wait_for_function("() => (window.__progress.at(-1) || {}).points >= 30", timeout=30_000)
+    page.wait_for_function("() => (window.__progress.at(-1) || {}).points >= 30")
     page.locator(".st-key-part1_stop").get_by_role("button", name="Stop").first.click()
     heading = final_heading(page)
     match = re.search(r"Run 1: stopped after (\d+) of 1500 epochs", heading)
@@ -113,13 +121,13 @@ def test_stop_mid_run_keeps_the_partial_run(streamlit_server, chromium, artifact
 
     set_number(page, "part1_epochs", 20)
     page.locator(".st-key-part1_train button").click()  # the page still trains after a stop
-    page.locator(".st-key-part1_result h3", has_text="Run 2").wait_for(timeout=60_000)
+    page.locator(".st-key-part1_result h3", has_text="Run 2").wait_for()
     page.close()
 
 
 def test_two_students_training_at_once_both_finish(streamlit_server, chromium, artifacts):
     contexts = [chromium.new_context(viewport={"width": 1300, "height": 900}) for _ in range(2)]
-    pages = [context.new_page() for context in contexts]
+    pages = [new_page(context) for context in contexts]
     for page in pages:
         open_part1(page, streamlit_server)
         set_number(page, "part1_epochs", 1500)  # long enough for several redraws on a quiet machine
@@ -127,7 +135,7 @@ def test_two_students_training_at_once_both_finish(streamlit_server, chromium, a
     for page in pages:
         page.locator(".st-key-part1_train button").click()
     for page in pages:
-        assert "Run 1: finished" in final_heading(page, timeout_ms=90_000)
+        assert "Run 1: finished" in final_heading(page)
     for index, page in enumerate(pages):
         epochs = [p["epoch"] for p in page.evaluate("window.__progress") if p["epoch"]]
         assert epochs == sorted(epochs) and len(set(epochs)) > 2, epochs  # each saw its own curve grow ...

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from fetal_core.data import split_dataset
+from fetal_core.data import CLASS_NAMES, split_dataset
 from fetal_core.pruning import pruning_check
 from fetal_core.search import SearchSpace, StudyPlan, make_sampler, run_study
 from fetal_core.storage import open_storage
-from fetal_core.training import ConfigError, TrainConfig, train
+from fetal_core.training import ConfigError, EpochMetrics, TrainConfig, TrainResult, train
 
 # A small, fast space for tests that only need studies to run: 2 hidden layers of 8..32 units, big batches.
 SMALL = dict(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
@@ -168,7 +169,6 @@ def test_each_sampler_runs_a_tiny_study(dataset, sampler):
     storage = optuna.storages.InMemoryStorage()
     summary = run_study(plan, dataset, storage)
     study = optuna.load_study(study_name="test", storage=storage)
-    assert isinstance(make_sampler(sampler, 42, plan.space), SAMPLER_CLASSES[sampler])
     assert study.user_attrs["sampler"] == sampler
     assert (summary.trials, summary.complete, summary.failed, summary.running) == (12, 12, 0, 0)
     for trial in study.trials:
@@ -201,6 +201,100 @@ def test_each_pruner_runs_a_tiny_study(dataset, pruner):
         assert (epochs_run == 4) == (trial.state == TrialState.COMPLETE)
     if pruner == "none":
         assert summary.pruned == 0
+
+
+# A made-up training for the tests that must show what a sampler or pruner does to a study: its curve depends
+# only on the suggested config, so the study's decisions are the same on every CPU and BLAS kernel.
+
+
+def constructed_accuracy(config: TrainConfig, epoch: int) -> float:
+    """Best near lr 1e-2, a little better with a wider first layer and with every epoch."""
+    closeness = 1.0 - abs(math.log10(config.learning_rate) + 2.0) / 3.0
+    return 60.0 + 30.0 * closeness + config.hidden_layers[0] / 32.0 + 0.5 * epoch
+
+
+def constructed_train(config: TrainConfig, split, on_epoch=None) -> TrainResult:
+    """``train``'s contract (reports every epoch, stops when ``on_epoch`` says so) without training."""
+    history = []
+    for epoch in range(1, config.epochs + 1):
+        accuracy = constructed_accuracy(config, epoch)
+        history.append(EpochMetrics(epoch, 1.0 / epoch, 1.0 / epoch, accuracy, accuracy - 30.0, 0.001 * epoch))
+        if on_epoch is not None and on_epoch(history[-1]) and epoch < config.epochs:
+            break
+    recall = {name: 80.0 for name in CLASS_NAMES}
+    return TrainResult(config, history, split.null_accuracy, 0.001, False, [[1, 0, 0], [0, 1, 0], [0, 0, 1]], recall)
+
+
+def outcome(study: optuna.Study) -> list[tuple]:
+    """What a study did: per trial its point, state and the epochs it was allowed to run."""
+    return [(t.number, t.params, t.state, len(t.intermediate_values)) for t in study.trials]
+
+
+def reference_outcome(plan: StudyPlan, sampler, pruner) -> list[tuple]:
+    """The same study run by Optuna alone, with the sampler and pruner given here."""
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=plan.study_name,
+                                direction="maximize", sampler=sampler, pruner=pruner)  # fmt: skip
+
+    def objective(trial: optuna.Trial) -> float:
+        config = TrainConfig(**plan.space.suggest(trial), epochs=plan.epochs)
+        for epoch in range(1, plan.epochs + 1):
+            trial.report(constructed_accuracy(config, epoch), epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return constructed_accuracy(config, plan.epochs)
+
+    study.optimize(objective, n_trials=plan.trials)
+    return outcome(study)
+
+
+def our_outcome(plan: StudyPlan, dataset, monkeypatch) -> list[tuple]:
+    monkeypatch.setattr("fetal_core.search.train", constructed_train)
+    storage = optuna.storages.InMemoryStorage()
+    run_study(plan, dataset, storage)
+    return outcome(optuna.load_study(study_name=plan.study_name, storage=storage, pruner=None))
+
+
+def test_each_sampler_is_the_one_the_study_runs_with(dataset, monkeypatch):
+    """run_study's points are exactly those of Optuna's sampler of that name (seeded alike), and the five
+    samplers choose five different sequences: 14 trials, past TPE's and GP's 10 random start-up trials."""
+    space = SearchSpace(**SMALL)
+    references = {
+        "tpe": optuna.samplers.TPESampler(seed=7),
+        "random": optuna.samplers.RandomSampler(seed=7),
+        "grid": optuna.samplers.GridSampler(space.grid(3), seed=7),
+        "gp": optuna.samplers.GPSampler(seed=7),
+        "cmaes": optuna.samplers.CmaEsSampler(seed=7),
+    }
+    points = {}
+    for name, sampler in references.items():
+        plan = in_memory_plan(trials=14, epochs=2, sampler=name, pruner="none", seed=7, space=space)
+        ours = our_outcome(plan, dataset, monkeypatch)
+        assert ours == reference_outcome(plan, sampler, optuna.pruners.NopPruner()), f"{name}: not Optuna's {name}"
+        points[name] = [params for _, params, _, _ in ours]
+    for (a, first), (b, second) in itertools.combinations(points.items(), 2):
+        assert first != second, f"{a} and {b} chose the same points"
+
+
+def test_each_pruner_is_the_one_the_study_runs_with(dataset, monkeypatch):
+    """run_study prunes exactly as Optuna's pruner of that name does (with the arguments the lab sets) on a
+    constructed objective where the median, Hyperband and successive-halving pruners each stop some trials,
+    each a different set, and no pruning stops none."""
+    references = {
+        "median": optuna.pruners.MedianPruner(),
+        "hyperband": optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9),
+        "halving": optuna.pruners.SuccessiveHalvingPruner(),
+        "none": optuna.pruners.NopPruner(),
+    }
+    kept = {}
+    for name, pruner in references.items():
+        plan = in_memory_plan(trials=20, epochs=9, sampler="random", pruner=name, space=SearchSpace(**SMALL))
+        ours = our_outcome(plan, dataset, monkeypatch)
+        assert ours == reference_outcome(plan, optuna.samplers.RandomSampler(seed=42), pruner), name
+        states = [state for _, _, state, _ in ours]
+        assert (TrialState.PRUNED in states) == (name != "none"), (name, states)
+        kept[name] = [(state, epochs) for _, _, state, epochs in ours]
+    for (a, first), (b, second) in itertools.combinations(kept.items(), 2):
+        assert first != second, f"{a} and {b} pruned the same trials at the same epochs"
 
 
 def test_make_sampler_and_pruner_types():

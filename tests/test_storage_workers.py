@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from fetal_core.search import SearchSpace, StudyPlan, run_study
-from fetal_core.storage import StorageError, open_storage, reap_stale_trials
+from fetal_core.storage import StorageError, open_storage
 from fetal_core.workers import start_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -268,38 +268,71 @@ def test_four_worker_processes_share_one_postgres_study(data_path, postgres_stud
     assert max(o["trials"] for o in outputs) == 40  # the last one to finish saw all 40
 
 
-@needs_postgres
-def test_a_killed_worker_trial_is_failed_after_the_grace_period(data_path, postgres_study):
-    worker = cli_study(postgres_study, data_path, "--trials", "3", "--epochs", "10000", "--heartbeat", "1")
-    storage = open_storage(POSTGRES_URL)
+def cli_worker(storage_url: str, study_name: str, data_path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", study_name,
+               "--data", str(data_path), "--depth", "2", "--pruner", "none", *extra]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_cli_worker(storage_url: str, study_name: str, data_path, *extra: str) -> None:
+    worker = cli_worker(storage_url, study_name, data_path, *extra)
+    stdout, stderr = worker.communicate(timeout=300)
+    assert worker.returncode == 0, stderr
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def kill_storage(request, tmp_path):
+    """A SQLite file, or the real PostgreSQL server's `test` database (a unique study, deleted afterwards)."""
+    name = f"killed-{uuid.uuid4().hex[:12]}"
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/killed.sqlite3", name
+        return
+    if not postgres_answers():
+        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432")
+    yield POSTGRES_URL, name
+    try:
+        optuna.delete_study(study_name=name, storage=open_storage(POSTGRES_URL))
+    except KeyError:
+        pass
+
+
+def test_a_new_worker_fails_the_trial_of_a_killed_worker_after_the_grace_period(kill_storage, data_path):
+    """A CLI worker is SIGKILLed mid-trial (no chance to tell its trial FAIL). A new worker started within the
+    grace period leaves that trial RUNNING; one started after it (grace = 3 x --heartbeat) fails it on start."""
+    url, name = kill_storage
+    worker = cli_worker(url, name, data_path, "--trials", "3", "--epochs", "10000", "--heartbeat", "1")
+    storage = open_storage(url)
     try:
 
         def running_trial_with_progress():
+            assert worker.poll() is None, worker.communicate()[1]
             try:
-                trials = optuna.load_study(study_name=postgres_study, storage=storage).trials
-            except KeyError:
+                trials = optuna.load_study(study_name=name, storage=storage).trials
+            except KeyError:  # the worker has not created the study yet
                 return None
-            assert worker.poll() is None, worker.stderr.read()
             return next((t for t in trials if t.state == TrialState.RUNNING and t.intermediate_values), None)
 
-        trial = wait_for(running_trial_with_progress, 60, "a RUNNING trial that has reported an epoch")
+        killed = wait_for(running_trial_with_progress, 300, "a RUNNING trial that has reported an epoch")
         os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(10)
+        worker.communicate(timeout=60)
         killed_at = time.monotonic()
     finally:
         if worker.poll() is None:
             worker.kill()
-            worker.wait()
-        worker.stdout.close()
-        worker.stderr.close()
+            worker.communicate()
+    assert worker.returncode == -signal.SIGKILL
 
-    # The reaper must use the worker's heartbeat settings (CLI --heartbeat 1: grace 3 s).
-    study = optuna.load_study(study_name=postgres_study, storage=open_storage(POSTGRES_URL, 1, 3))
-    reaped_after = time.monotonic() - killed_at
-    reap_stale_trials(study)
-    if reaped_after < 1.0:  # its last heartbeat is about 1 s old at most: still within the 3 s grace
-        assert study.trials[trial.number].state == TrialState.RUNNING, "failed before the grace period"
-    time.sleep(max(0.0, killed_at + 3.5 - time.monotonic()))
-    reap_stale_trials(study)
-    assert study.trials[trial.number].state == TrialState.FAIL
-    assert [t.state for t in study.trials] == [TrialState.FAIL]
+    # Grace 180 s: the killed worker's last heartbeat is far more recent, so its trial must stay RUNNING.
+    run_cli_worker(url, name, data_path, "--trials", "1", "--epochs", "1", "--heartbeat", "60")
+    after_early_start = optuna.load_study(study_name=name, storage=storage).trials
+    assert after_early_start[killed.number].state == TrialState.RUNNING, "failed within the grace period"
+    assert [t.state for t in after_early_start[killed.number + 1 :]] == [TrialState.COMPLETE]
+
+    # Grace 3 s, started more than 3 s after the last heartbeat: the new worker fails the stale trial first.
+    time.sleep(max(0.0, killed_at + 4.0 - time.monotonic()))
+    run_cli_worker(url, name, data_path, "--trials", "1", "--epochs", "1", "--heartbeat", "1")
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert trials[killed.number].state == TrialState.FAIL
+    assert trials[killed.number].intermediate_values  # what it reported before the kill is kept
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    assert [t.state for t in trials if t.number != killed.number] == [TrialState.COMPLETE] * (len(trials) - 1)
