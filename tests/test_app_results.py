@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -168,7 +171,9 @@ def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path,
     assert "running (1)" in intermediate
     trial.report(76.0, 2)  # the worker goes on; the next refresh shows it
     at.run()
-    assert '"y":[75.0,76.0' in at.get("plotly_chart")[1].proto.spec.replace(" ", "")
+    traces = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
+    running_y = next(t["y"] for t in traces if t["name"] == "running (1)")  # a float32 array, sent as base64
+    assert np.frombuffer(base64.b64decode(running_y["bdata"]), running_y["dtype"]).tolist()[:2] == [75.0, 76.0]
     study.tell(trial, 80.0)  # finished: the page stops polling and counts it
     at.run()
     assert not at.exception

@@ -7,12 +7,13 @@ import io
 import json
 import sqlite3
 import sys
+import time
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from benchmarks.results_render import build_study, synthetic_trials
@@ -106,6 +107,59 @@ def test_study_state_and_active_trials(storage):
         review.study_state(storage, "gone")
 
 
+@pytest.fixture
+def away_from_utc(monkeypatch):
+    """A local time zone other than UTC (Optuna stores UTC and hands out local times)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_fast_trial_loader_equals_optunas_get_all_trials(tmp_path, away_from_utc):
+    """The plain-SQL reader of an RDB storage returns exactly Optuna's trials: every state, infinite and NaN
+    values, categorical params, user and system attrs, missing times, several objectives."""
+    url = f"sqlite:///{tmp_path}/every_kind.sqlite3"
+    space = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "width": IntDistribution(8, 256, step=8),
+             "choice": CategoricalDistribution(["SGD", None, True, 2.5])}  # fmt: skip
+    study = optuna.create_study(storage=url, study_name="every_kind", direction="maximize")
+    study.add_trials(synthetic_trials(6, seed=2))
+    study.add_trial(create_trial(
+        state=TrialState.COMPLETE, value=float("inf"), params={"lr": 1e-3, "width": 64, "choice": None},
+        distributions=space, user_attrs={"note": "é ✓", "nested": {"a": [1, 2.5, None]}},
+        intermediate_values={0: float("nan"), 1: float("inf"), 2: float("-inf"), 5: 81.5},
+    ))  # fmt: skip
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=float("-inf"), params={"choice": True},
+                                 distributions={"choice": space["choice"]}))  # fmt: skip
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"choice": 2.5},
+                                 distributions={"choice": space["choice"]}))  # fmt: skip
+    running = study.ask()
+    running.suggest_float("lr", 1e-5, 1e-1, log=True)
+    running.report(70.0, 0)
+    running.set_user_attr("worker", 3)
+    study._storage.set_trial_system_attr(running._trial_id, "heartbeat_note", [1, "x"])
+    study.enqueue_trial({"lr": 1e-2})  # WAITING, with Optuna's system attrs
+    pareto = optuna.create_study(storage=url, study_name="two_objectives", directions=["maximize", "minimize"])
+    pareto.add_trial(create_trial(values=[90.0, 0.25], params={"lr": 1e-3}, distributions={"lr": space["lr"]}))
+    storage = optuna.storages.RDBStorage(url)
+
+    def canonical(trials) -> list[str]:  # repr, so NaN equals NaN; attrs in key order (Optuna's order is the DB's)
+        trials = sorted(trials, key=lambda t: t.number)
+        return [repr({**vars(t), "_user_attrs": sorted(t.user_attrs.items()),
+                      "_system_attrs": sorted(t.system_attrs.items())}) for t in trials]  # fmt: skip
+
+    for name in ("every_kind", "two_objectives"):
+        study_id = storage.get_study_id_from_name(name)
+        for states, active_only in ((review.FINISHED, False), (review.ACTIVE, True)):
+            ours = review.load_trials(storage, study_id, active_only=active_only)
+            assert canonical(ours) == canonical(storage.get_all_trials(study_id, states=states))
+    every = storage.get_study_id_from_name("every_kind")
+    active = review.load_trials(storage, every, active_only=True)
+    assert {t.state for t in active} == {TrialState.RUNNING, TrialState.WAITING}
+    assert time.localtime().tm_gmtoff == 5.5 * 3600  # stored UTC times really had to be converted
+
+
 def test_trials_frame_flattens_our_attrs_and_handles_plain_trials(storage):
     ours = review.load_trials(storage, storage.get_study_id_from_name("ours"))
     frame = review.trials_frame(ours)
@@ -179,15 +233,6 @@ def test_importances_and_findings_are_computed_from_the_trials():
     assert f"Best value {best:.2f}" in facts["history"]
     with pytest.raises(review.ReviewError, match="at least two completed trials"):
         review.importances(review.snapshot(trials[:0]))
-
-
-def test_fixed_importances_feed_optuna_plot():
-    study = review.snapshot(synthetic_trials(30, seed=4))
-    figure = optuna.visualization.plot_param_importances(
-        study, evaluator=review.FixedImportances({"learning_rate": 0.75, "batch_size": 0.25})
-    )
-    bars = figure.data[0]
-    assert dict(zip(bars.y, bars.x)) == pytest.approx({"learning_rate": 0.75, "batch_size": 0.25})
 
 
 def test_findings_for_a_study_without_completed_trials():
