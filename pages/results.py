@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import optuna
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from fetal_core import insights, review
@@ -328,21 +327,9 @@ def study_table(rows: list[review.StudyRow]) -> pd.DataFrame:
     } for r in rows])  # fmt: skip
 
 
-def preload_plotting(slot) -> None:
-    """Put an invisible chart in ``slot`` on a session's first visit, so the browser starts fetching and compiling
-    Plotly's script (4.7 MB; a browser asks for it at the first chart) while the server is still opening the
-    storage and reading the trials, instead of after: on a fresh server the first plot paints sooner."""
-    if not st.session_state.get("results_plotting_loaded"):
-        tiny = go.Figure(layout={"height": 10, "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-                                 "xaxis": {"visible": False}, "yaxis": {"visible": False}})  # fmt: skip
-        slot.plotly_chart(tiny, height=10, config={"staticPlot": True, "displayModeBar": False})
-
-
 st.title("Results")
 st.caption("Review any saved study, during or after its run: Optuna's plots with what to look for, the trials, "
            "and comparisons between studies.")  # fmt: skip
-plotting_preload = st.sidebar.empty()
-preload_plotting(plotting_preload)
 chosen_storage = choose_storage()
 if chosen_storage is not None:
     storage_url, storage = chosen_storage
@@ -366,5 +353,3 @@ if chosen_storage is not None:
             live_review(storage_url, storage, name, rows, True)
         else:
             review_study(storage_url, storage, name, rows, False)
-plotting_preload.empty()
-st.session_state["results_plotting_loaded"] = True
