@@ -84,12 +84,7 @@ def findings(
     else:
         out["intermediate"] = "No trial was pruned: every trial trained to the end (was a pruner used?)."
     if param_importances:
-        name, share = next(iter(param_importances.items()))
-        least = list(param_importances)[-1]
-        out["importance"] = (
-            f"'{name}' matters most ({100 * share:.0f}% of the importance); '{least}' matters least "
-            f"({100 * param_importances[least]:.0f}%)."
-        )
+        out["importance"] = importance_finding(param_importances)
     top = top_trials(trials, 0.1, maximize)
     lrs = [t.params["learning_rate"] for t in top if isinstance(t.params.get("learning_rate"), int | float)]
     if lrs:
@@ -121,6 +116,16 @@ def findings(
             f"{max_parallel(trials)} ran at the same time."
         )
     return out
+
+
+def importance_finding(param_importances: dict[str, float]) -> str:
+    """Which parameter matters most and which least (importances largest first, as ``review.importances``)."""
+    name, share = next(iter(param_importances.items()))
+    least = list(param_importances)[-1]
+    return (
+        f"'{name}' matters most ({100 * share:.0f}% of the importance); '{least}' matters least "
+        f"({100 * param_importances[least]:.0f}%)."
+    )
 
 
 def max_parallel(trials: list[FrozenTrial]) -> int:

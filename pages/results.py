@@ -93,9 +93,8 @@ def study_view(url: str, storage, name: str) -> StudyView:
 
 @st.cache_resource(show_spinner="Computing importances…", max_entries=16)
 def _importances(key: tuple, method: str, _view: StudyView) -> tuple[dict[str, float], str | None]:
-    finished = [t for t in _view.trials if t.state in review.FINISHED]
-    try:
-        return review.importances(review.snapshot(finished, _view.maximize), method), None
+    try:  # view.study is the in-memory copy of the finished trials
+        return review.importances(_view.study, method), None
     except review.ReviewError as err:
         return {}, str(err)
 
@@ -139,23 +138,31 @@ def trials_frame(view: StudyView) -> pd.DataFrame:
 # ---------------------------------------------------------------- sections
 
 
-def show_plot(view: StudyView, kind: str, finding: str | None, **figure_args) -> None:
-    """Title, how to read it, this study's finding, the plot."""
+PLOT_ORDER = ("history", "intermediate", "slice", "importance", "parallel", "contour", "edf", "timeline")
+DEFERRED = ("importance", "contour")  # both wait for the importances (the contour's default pair is the top two)
+
+
+def plot_header(kind: str) -> None:
     title, how = PLOTS[kind]
     st.subheader(title)
     st.caption(f"**How to read this.** {how}")
+
+
+def show_plot(view: StudyView, kind: str, finding: str | None, **figure_args) -> None:
+    """This study's finding and the plot (under its section's title and how to read it)."""
     if finding:
         st.info(plain(finding), icon="🔎")  # findings quote parameter names and values
     st.plotly_chart(figure(view, kind, **figure_args), key=f"plot_{kind}", config={"displaylogo": False})
 
 
 def plots_section(view: StudyView) -> None:
+    """Every plot with its explanation, in page order; the importances (slow: PED-ANOVA, or fANOVA on
+    request) are computed after the other plots are drawn, so a big study shows its first plots at once."""
     complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in view.trials)
     use_fanova = st.toggle("Use fANOVA for importances (slower)", key="results_fanova")
     method = "fanova" if use_fanova else "ped-anova"
-    importances, problem = _importances(view.key + (complete,), method, view)
     data = current_dataset()
-    facts = insights.findings(view.trials, view.maximize, view.attrs, importances, data and data.null_accuracy)
+    facts = insights.findings(view.trials, view.maximize, view.attrs, None, data and data.null_accuracy)
     if complete == 0:
         st.warning(
             "No trial of this study has completed, so plots of objective values are empty. "
@@ -163,25 +170,38 @@ def plots_section(view: StudyView) -> None:
             + " The per-epoch curves and the timeline below still show what happened."
         )
         for kind in ("intermediate", "timeline"):
+            plot_header(kind)
             show_plot(view, kind, facts.get(kind))
         return
-    for kind in ("history", "intermediate", "slice"):
-        show_plot(view, kind, facts.get(kind))
-    if problem:
-        st.subheader(PLOTS["importance"][0])
-        st.info(f"Importances are not available: {plain(problem)}")
-    else:
-        show_plot(view, "importance", facts.get("importance"), extra=(method,), importances=importances)
-    show_plot(view, "parallel", facts.get("parallel"))
-    contour_section(view, list(importances) or sorted({p for t in view.trials for p in t.params}))
-    for kind in ("edf", "timeline"):
-        show_plot(view, kind, facts.get(kind))
+    sections = {kind: st.container() for kind in PLOT_ORDER}
+    for kind, section in sections.items():
+        with section:
+            plot_header(kind)
+    waiting = {kind: sections[kind].empty() for kind in DEFERRED}
+    importance_key = view.key + (complete, method)
+    if st.session_state.get("results_importances_shown") != importance_key:  # not yet drawn in this session
+        for note in waiting.values():
+            note.caption("⏳ Drawn once the importances are computed, after the other plots.")
+    for kind in PLOT_ORDER:
+        if kind not in DEFERRED:
+            with sections[kind]:
+                show_plot(view, kind, facts.get(kind))
+    with sections["importance"]:
+        importances, problem = _importances(view.key + (complete,), method, view)
+        waiting["importance"].empty()
+        if problem:
+            st.info(f"Importances are not available: {plain(problem)}")
+        else:
+            finding = insights.importance_finding(importances) if importances else None
+            show_plot(view, "importance", finding, extra=(method,), importances=importances)
+    with sections["contour"]:
+        waiting["contour"].empty()
+        contour_section(view, list(importances) or sorted({p for t in view.trials for p in t.params}))
+    st.session_state["results_importances_shown"] = importance_key
 
 
 def contour_section(view: StudyView, params: list[str]) -> None:
-    title, how = PLOTS["contour"]
-    st.subheader(title)
-    st.caption(f"**How to read this.** {how}")
+    """The pair chooser, its finding and the contour of that one pair (under the section's title)."""
     if len(params) < 2:
         st.info("A contour plot needs two parameters; this study has fewer.")
         return

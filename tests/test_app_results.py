@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -94,6 +97,8 @@ def test_normal_study_shows_every_plot_explained(monkeypatch, data_path, lab):
     assert texts(at.caption).count("How to read this") >= 8
     findings = texts(at.info)
     assert "matters most" in findings and "were pruned, saving" in findings and "learning rates from" in findings
+    # Importance and contour are drawn last: their waiting notes are gone once they are there.
+    assert "Drawn once the importances are computed" not in texts(at.caption)
     studies = at.dataframe[0].value
     assert set(studies["study"]) == {"tpe_study", "random_study", "Fetal_Health_Study", "empty_study", "failed_study"}
     assert studies.set_index("study").loc["tpe_study", "sampler"] == "tpe"
@@ -171,7 +176,9 @@ def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path,
     assert "running (1)" in intermediate
     trial.report(76.0, 2)  # the worker goes on; the next refresh shows it
     at.run()
-    assert '"y":[75.0,76.0' in at.get("plotly_chart")[1].proto.spec.replace(" ", "")
+    traces = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
+    running_y = next(t["y"] for t in traces if t["name"] == "running (1)")  # a float32 array, sent as base64
+    assert np.frombuffer(base64.b64decode(running_y["bdata"]), running_y["dtype"]).tolist()[:2] == [75.0, 76.0]
     study.tell(trial, 80.0)  # finished: the page stops polling and counts it
     at.run()
     assert not at.exception

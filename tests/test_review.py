@@ -5,19 +5,23 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import socket
 import sqlite3
 import sys
+import time
+import uuid
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from benchmarks.results_render import build_study, synthetic_trials
 from fetal_core import insights, review
 from fetal_core.search import SearchSpace, StudyPlan, run_study
+from fetal_core.storage import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -106,6 +110,84 @@ def test_study_state_and_active_trials(storage):
         review.study_state(storage, "gone")
 
 
+@pytest.fixture
+def away_from_utc(monkeypatch):
+    """A local time zone other than UTC (Optuna stores UTC and hands out local times)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def postgres_answers() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rdb_url_and_prefix(request, tmp_path):
+    """A SQLite file, or the real PostgreSQL server's `test` database with unique study names (deleted after)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/every_kind.sqlite3", ""
+        return
+    if not postgres_answers():
+        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432")
+    url, prefix = "postgresql://postgres@127.0.0.1:5432/test", f"pytest-{uuid.uuid4().hex[:12]}-"
+    yield url, prefix
+    storage = open_storage(url)
+    for study in storage.get_all_studies():
+        if study.study_name.startswith(prefix):
+            storage.delete_study(study._study_id)
+
+
+def test_fast_trial_loader_equals_optunas_get_all_trials(rdb_url_and_prefix, away_from_utc):
+    """The plain-SQL reader of an RDB storage returns exactly Optuna's trials: every state, infinite and NaN
+    values, categorical params, user and system attrs, missing times, several objectives; SQLite and PostgreSQL."""
+    url, prefix = rdb_url_and_prefix
+    space = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "width": IntDistribution(8, 256, step=8),
+             "choice": CategoricalDistribution(["SGD", None, True, 2.5])}  # fmt: skip
+    study = optuna.create_study(storage=url, study_name=f"{prefix}every_kind", direction="maximize")
+    study.add_trials(synthetic_trials(6, seed=2))
+    study.add_trial(create_trial(
+        state=TrialState.COMPLETE, value=float("inf"), params={"lr": 1e-3, "width": 64, "choice": None},
+        distributions=space, user_attrs={"note": "é ✓", "nested": {"a": [1, 2.5, None]}},
+        intermediate_values={0: float("nan"), 1: float("inf"), 2: float("-inf"), 5: 81.5},
+    ))  # fmt: skip
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=float("-inf"), params={"choice": True},
+                                 distributions={"choice": space["choice"]}))  # fmt: skip
+    study.add_trial(create_trial(state=TrialState.FAIL, params={"choice": 2.5},
+                                 distributions={"choice": space["choice"]}))  # fmt: skip
+    running = study.ask()
+    running.suggest_float("lr", 1e-5, 1e-1, log=True)
+    running.report(70.0, 0)
+    running.set_user_attr("worker", 3)
+    study._storage.set_trial_system_attr(running._trial_id, "heartbeat_note", [1, "x"])
+    study.enqueue_trial({"lr": 1e-2})  # WAITING, with Optuna's system attrs
+    pareto = optuna.create_study(storage=url, study_name=f"{prefix}two_objectives", directions=["maximize", "minimize"])
+    pareto.add_trial(create_trial(values=[90.0, 0.25], params={"lr": 1e-3}, distributions={"lr": space["lr"]}))
+    storage = open_storage(url)
+
+    def canonical(trials) -> list[str]:  # repr, so NaN equals NaN; attrs in key order (Optuna's order is the DB's)
+        trials = sorted(trials, key=lambda t: t.number)
+        return [repr({**vars(t), "_user_attrs": sorted(t.user_attrs.items()),
+                      "_system_attrs": sorted(t.system_attrs.items())}) for t in trials]  # fmt: skip
+
+    for name in ("every_kind", "two_objectives"):
+        study_id = storage.get_study_id_from_name(prefix + name)
+        for states, active_only in ((review.FINISHED, False), (review.ACTIVE, True)):
+            theirs = canonical(storage.get_all_trials(study_id, states=states))
+            assert canonical(review._load_trials_sql(storage, study_id, states)) == theirs  # no silent fallback
+            assert canonical(review.load_trials(storage, study_id, active_only=active_only)) == theirs
+    every = storage.get_study_id_from_name(f"{prefix}every_kind")
+    active = review.load_trials(storage, every, active_only=True)
+    assert {t.state for t in active} == {TrialState.RUNNING, TrialState.WAITING}
+    assert time.localtime().tm_gmtoff == 5.5 * 3600  # stored UTC times really had to be converted
+
+
 def test_trials_frame_flattens_our_attrs_and_handles_plain_trials(storage):
     ours = review.load_trials(storage, storage.get_study_id_from_name("ours"))
     frame = review.trials_frame(ours)
@@ -179,15 +261,6 @@ def test_importances_and_findings_are_computed_from_the_trials():
     assert f"Best value {best:.2f}" in facts["history"]
     with pytest.raises(review.ReviewError, match="at least two completed trials"):
         review.importances(review.snapshot(trials[:0]))
-
-
-def test_fixed_importances_feed_optuna_plot():
-    study = review.snapshot(synthetic_trials(30, seed=4))
-    figure = optuna.visualization.plot_param_importances(
-        study, evaluator=review.FixedImportances({"learning_rate": 0.75, "batch_size": 0.25})
-    )
-    bars = figure.data[0]
-    assert dict(zip(bars.y, bars.x)) == pytest.approx({"learning_rate": 0.75, "batch_size": 0.25})
 
 
 def test_findings_for_a_study_without_completed_trials():

@@ -1,0 +1,105 @@
+"""The Results page's own figures equal Optuna's plots of the same study (they are drawn faster, not differently)."""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import numpy as np
+import optuna
+import optuna.importance
+import plotly.io as pio
+import pytest
+from optuna.trial import TrialState, create_trial
+from optuna.visualization._utils import COLOR_SCALE
+
+from benchmarks.results_render import synthetic_trials
+from fetal_core import review
+from pages.results_plots import PARALLEL_BANDS, importance_figure, intermediate_figure, parallel_figure
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def values(array) -> list:
+    """A figure's data array as a list: lists as they are, numpy arrays and Plotly's base64 specs decoded."""
+    if isinstance(array, dict):  # {"dtype": "f4", "bdata": "..."} in a serialised figure
+        array = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+    return list(array.tolist() if isinstance(array, np.ndarray) else array)
+
+
+def segments(xs, ys, custom) -> list[tuple]:
+    """The polylines of a trace whose lines are separated by NaN/None gaps: [(points, hover texts), ...]."""
+    out, points, hover = [], [], []
+    for x, y, c in zip(values(xs), values(ys), values(custom)):
+        if x is None or (isinstance(x, float) and math.isnan(x)):
+            out.append((tuple(points), tuple(hover)))
+            points, hover = [], []
+        else:
+            points.append((x, round(y, 5)))
+            hover.append(tuple(c) if isinstance(c, list | tuple | np.ndarray) else c)
+    return out + ([(tuple(points), tuple(hover))] if points else [])
+
+
+def test_importance_figure_from_computed_importances_is_optunas_plot():
+    """The page draws importances it has already computed; the figure is Optuna's, trace for trace."""
+    trials = synthetic_trials(30, seed=4)
+    given = {"learning_rate": 0.5, "batch_size": 0.4921875, "optimizer": 0.0078125}  # sums to 1 exactly
+
+    class Given(optuna.importance.BaseImportanceEvaluator):
+        def evaluate(self, study, params=None, *, target=None) -> dict[str, float]:
+            return dict(given)
+
+    theirs = optuna.visualization.plot_param_importances(review.snapshot(trials), evaluator=Given())
+    ours = importance_figure(given, trials)
+    assert ours.to_plotly_json() == theirs.to_plotly_json()
+    assert list(ours.data[0].text) == ["<0.01", "0.49", "0.50"]
+
+
+@pytest.mark.parametrize("maximize", [True, False])
+def test_parallel_figure_draws_optunas_lines_in_colour_bands(maximize):
+    """Same axes, annotations, colour bar, lines and hover texts, the best lines on top; each line's
+    colour is Optuna's to within half a band on the colour scale's steepest stretch (3.2 of 255 per channel)."""
+    trials = synthetic_trials(120, seed=8)
+    study = review.snapshot(trials, maximize)
+    theirs = optuna.visualization.plot_parallel_coordinate(study, target_name="Accuracy (%)")
+    ours = parallel_figure(study)
+    assert ours.layout.to_plotly_json() == theirs.layout.to_plotly_json()
+    assert ours.data[-1].to_plotly_json() == theirs.data[-1].to_plotly_json()  # the colour bar
+    assert len(ours.data) - 1 <= PARALLEL_BANDS
+    their_lines = [(segments(t.x, t.y, t.customdata)[0], t.line.color) for t in theirs.data[:-1]]
+    our_lines = [(line, t.line.color) for t in ours.data[:-1] for line in segments(t.x, t.y, t.customdata)]
+    assert sorted(line for line, _ in our_lines) == sorted(line for line, _ in their_lines)
+    complete = sum(t.state == TrialState.COMPLETE for t in trials)
+    assert len(our_lines) == complete
+    theirs_colour = dict(their_lines)
+    rgb = lambda text: [float(c) for c in text[text.index("(") + 1 : -1].split(",")]  # noqa: E731
+    steepest = max(abs(a - b) for lo, hi in zip(COLOR_SCALE, COLOR_SCALE[1:]) for a, b in zip(rgb(lo), rgb(hi)))
+    half_band = steepest * (len(COLOR_SCALE) - 1) * 0.5 / (PARALLEL_BANDS - 1)
+    for line, colour in our_lines:
+        assert max(abs(a - b) for a, b in zip(rgb(colour), rgb(theirs_colour[line]))) <= half_band + 1e-9, line
+    top = ours.data[-2]  # drawn last, so on top: the band of the best trial
+    best = max if maximize else min
+    best_value = best(t.value for t in trials if t.state == TrialState.COMPLETE)
+    assert any(hover[0] == ("Accuracy (%)", f"{best_value:.3g}") for _, hover in segments(top.x, top.y, top.customdata))
+
+
+def test_intermediate_figure_one_trace_per_state_with_gaps_between_trials():
+    """Every trial's per-epoch values, unchanged and in order, in its state's trace; the serialised figure
+    (what the browser receives) holds the same numbers."""
+    trials = synthetic_trials(40, seed=9)
+    running = create_trial(state=TrialState.COMPLETE, value=80.0, intermediate_values={1: 70.5, 2: 71.25})
+    running.state, running.number = TrialState.RUNNING, 40
+    trials.append(running)
+    figure = intermediate_figure(trials)
+    spec = pio.from_json(pio.to_json(figure)).to_plotly_json()  # what st.plotly_chart sends, read back
+    by_state = {t.state.name: [] for t in trials}
+    for t in trials:
+        by_state[t.state.name].append(tuple((float(s), round(v, 3)) for s, v in sorted(t.intermediate_values.items())))
+    assert [trace["name"] for trace in spec["data"]] == [
+        f"{s.lower()} ({len(by_state[s])})" for s in ("COMPLETE", "PRUNED", "RUNNING")
+    ]
+    for trace, state in zip(spec["data"], ("COMPLETE", "PRUNED", "RUNNING")):
+        drawn = segments(trace["x"], trace["y"], trace["customdata"])
+        assert [tuple((x, round(y, 3)) for x, y in points) for points, _ in drawn] == by_state[state]
+        numbers = [t.number for t in trials if t.state.name == state]
+        assert [set(hover) for _, hover in drawn] == [{n} for n in numbers]
