@@ -170,8 +170,14 @@ def finished_count(study_name: str, url: str) -> int:
 def test_a_stopped_worker_leaves_no_running_trial_and_keeps_finished_ones(data_path, sqlite_url):
     plan = StudyPlan(sqlite_url, "worker", trials=500, epochs=40, pruner="none", space=SMALL)
     worker = start_worker(plan, data_path)
+
+    def two_finished_while_the_owner_renews() -> bool:
+        worker.renew()  # as the page does: an unrenewed 30 s lease ends a worker slowed by a busy machine
+        assert worker.alive(), f"the worker ended before it was stopped: {worker.error}"
+        return finished_count("worker", sqlite_url) >= 2
+
     try:
-        wait_for(lambda: finished_count("worker", sqlite_url) >= 2, 300, "two finished trials")
+        wait_for(two_finished_while_the_owner_renews, 300, "two finished trials")
         worker.stop()
     finally:
         if worker.alive():
