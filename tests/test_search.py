@@ -14,6 +14,7 @@ from fetal_core.pruning import pruning_check
 from fetal_core.search import SearchSpace, StudyPlan, make_sampler, run_study
 from fetal_core.storage import open_storage
 from fetal_core.training import ConfigError, EpochMetrics, TrainConfig, TrainResult, train
+from tests.conftest import median_pruning_replayed
 
 # A small, fast space for tests that only need studies to run: 2 hidden layers of 8..32 units, big batches.
 SMALL = dict(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
@@ -311,15 +312,20 @@ def test_make_sampler_and_pruner_types():
 # ---------------------------------------------------------------- the notebook's studies
 
 
+@pytest.mark.timeout(1800)  # 1,500 epochs of real training: minutes on a busy machine
 def test_median_pruned_tpe_study_prunes_and_completes(dataset, sqlite_url):
-    """The notebook's 30-trial TPE(seed 42) + MedianPruner study, define-by-run depth, 50 epochs."""
+    """The notebook's 30-trial TPE(seed 42) + MedianPruner study, define-by-run depth, 50 epochs. Every trial
+    is pruned exactly when Optuna's MedianPruner says so on the stored values (true on any CPU), and some
+    trial is pruned: the first pruned one was trial 5, 6 or 7 (of 30) for study seeds 0-9 and 42 on every kernel."""
     plan = StudyPlan(storage_url=sqlite_url, study_name="Fetal_Health_Study", trials=30, sampler="tpe",
                      pruner="median", seed=42, epochs=50)  # fmt: skip
     summary = run_study(plan, dataset)
     assert summary.trials == 30 and summary.failed == 0 and summary.running == 0
-    assert summary.complete > 0 and summary.pruned > 0, summary
+    assert summary.complete >= 5 and summary.pruned > 0, summary  # the median pruner's 5 start-up trials complete
 
     study = optuna.load_study(study_name="Fetal_Health_Study", storage=sqlite_url)
+    trials = study.trials
+    assert [(t.number, t.state, len(t.intermediate_values)) for t in trials] == median_pruning_replayed(trials)
     for trial in study.trials:
         history = trial.user_attrs["history"]
         assert history["epoch"] == list(range(1, len(history["epoch"]) + 1))
@@ -334,8 +340,10 @@ def test_median_pruned_tpe_study_prunes_and_completes(dataset, sqlite_url):
     assert summary.best_value > dataset.null_accuracy
 
 
+@pytest.mark.timeout(1800)  # 750 epochs of real training
 def test_fifteen_trial_define_by_run_study_beats_85_percent(dataset):
-    """The notebook's 5 + 5 + 5 define-by-run trials with TPE(seed 42) (no pruner needed) reach >= 85 %."""
+    """The notebook's 5 + 5 + 5 define-by-run trials with TPE(seed 42) (no pruner needed) reach >= 85 %: the best
+    was 85.68 % to 88.73 % for each of study seeds 0-9 and 42 on the Haswell, SandyBridge and SkylakeX kernels."""
     plan = in_memory_plan(trials=15, epochs=50, sampler="tpe", pruner="none", seed=42)
     summary = run_study(plan, dataset, optuna.storages.InMemoryStorage())
     assert (summary.trials, summary.complete) == (15, 15)
@@ -359,7 +367,9 @@ def test_resuming_a_study_adds_trials_with_unique_numbers(dataset, sqlite_url):
 
 def test_cheap_median_pruning_decides_like_optunas_should_prune(dataset, sqlite_url):
     """``pruning_check`` reads the completed trials once per trial, not at every epoch; with one worker
-    it must decide exactly as ``trial.should_prune()`` does, at every epoch of every trial."""
+    it must decide exactly as ``trial.should_prune()`` does, at every epoch of every trial. Both outcomes occur:
+    2 to 9 of the 12 trials were pruned for each of sampler seeds 0-9 on the Haswell, SandyBridge and SkylakeX
+    kernels."""
     split = split_dataset(dataset)
     study = optuna.create_study(
         storage=open_storage(sqlite_url), direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
