@@ -213,9 +213,15 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
     page.screenshot(path=str(artifacts / "part2_cli.png"), full_page=True)
     assert cli.returncode == 0, output
     assert len(set(rows_seen)) >= 3 and any(2 <= r < 7 for r in rows_seen), f"not followed live: {rows_seen}"
-    traces = {name: (epochs, dash) for name, epochs, dash in snapshot(page)["traces"]}
-    assert traces.pop("trial 0 (pruned)") == (3, "dash")
-    assert traces == {f"trial {n} (complete)": (100, None) for n in range(1, 7)}, traces
+    expected = {"trial 0 (pruned)": (3, "dash"), **{f"trial {n} (complete)": (100, None) for n in range(1, 7)}}
+    drawn: dict = {}
+
+    def every_trial_drawn_final() -> bool:  # the chart may redraw a moment after the table shows the last row
+        drawn.clear()
+        drawn.update({name: (epochs, dash) for name, epochs, dash in snapshot(page)["traces"]})
+        return drawn == expected
+
+    wait_until(every_trial_drawn_final, "every trial drawn in its final state", timeout=120)
 
 
 def test_closing_the_tab_stops_the_sessions_study(streamlit_server, chromium, tmp_path):
