@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from pages.common import ENTERED_THROUGH_APP, sidebar
+from pages.common import sidebar
+from pages.keys import ENTERED_THROUGH_APP
 
 st.set_page_config(page_title="Fetal Health HPO Lab", page_icon="🩺", layout="wide")
 
