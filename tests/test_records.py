@@ -232,7 +232,8 @@ def test_median_rule_decides_as_optunas_median_pruner(maximize):
     assert outcomes == {True, False}, "the cases must exercise both decisions"
 
 
-def test_the_labs_median_pruner_is_the_rules():
+def test_the_labs_median_pruner_is_the_rules_and_the_notebooks():
+    """make_pruner("median"), MEDIAN_RULE and the notebook's ``MedianPruner()`` (Optuna's defaults) agree."""
     pruner = make_pruner("median")
     assert isinstance(pruner, optuna.pruners.MedianPruner)
     decisions = set()
@@ -241,6 +242,7 @@ def test_the_labs_median_pruner_is_the_rules():
         for reported in ({1: 71.0}, {1: 73.0}, {1: 71.0, 2: 79.0}, {1: 90.0, 2: 10.0}):
             ours = MEDIAN_RULE.prunes(reported, completed)
             assert ours == _optunas_decision(pruner, completed, reported, True), (n_completed, reported)
+            assert ours == _optunas_decision(optuna.pruners.MedianPruner(), completed, reported, True)
             decisions.add((n_completed, ours))
     assert {ours for _, ours in decisions} == {True, False}
 
