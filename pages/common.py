@@ -155,6 +155,11 @@ def enter_through_app() -> None:
     through app.py yet it switches the server to ``st.navigation`` mode (Streamlit's own flag, which
     st.navigation sets too) and reruns, so app.py runs and routes to the same page.
     """
+    # The one use of a Streamlit private module, kept in this function. Upstream behaviour it works around
+    # (Streamlit 1.67, streamlit/runtime/pages_manager.py): the first ``PagesManager`` sets the class flag
+    # ``PagesManager.uses_pages_directory`` to whether a ``pages/`` folder sits beside the main script, and
+    # while it is True the ScriptRunner runs the requested page file through ``_mpa_v1`` instead of app.py;
+    # only ``st.navigation`` sets it to False. tests/test_app_routing.py fails if any of that changes.
     from streamlit.runtime.pages_manager import PagesManager
 
     if PagesManager.uses_pages_directory and not st.session_state.get(keys.ENTERED_THROUGH_APP):
