@@ -61,23 +61,24 @@ class StudyState:
 
 
 def _state_counts_sql(storage: RDBStorage, study_id: int | None = None) -> list[tuple]:
-    """Per (study, state): count, max and min objective-0 value, first start. One grouped query."""
+    """Per (study name, state): count, max and min objective-0 value, first start. One grouped query."""
     from sqlalchemy import text
 
     where = "" if study_id is None else "WHERE t.study_id = :sid"
     query = text(
-        "SELECT t.study_id, t.state, COUNT(*), MAX(v.value), MIN(v.value), MIN(t.datetime_start) "
-        "FROM trials t LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-        f"{where} GROUP BY t.study_id, t.state"
+        "SELECT s.study_name, t.state, COUNT(*), MAX(v.value), MIN(v.value), MIN(t.datetime_start) "
+        "FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+        f"{where} GROUP BY s.study_name, t.state"
     )
     with storage.engine.connect() as connection:
         return [tuple(r) for r in connection.execute(query, {} if study_id is None else {"sid": study_id})]
 
 
-def _state_counts_generic(storage: BaseStorage, study_id: int) -> list[tuple]:
+def _state_counts_generic(storage: BaseStorage, study_id: int, name: str) -> list[tuple]:
     rows: dict[str, list] = {}
     for t in storage.get_all_trials(study_id, deepcopy=False):
-        row = rows.setdefault(t.state.name, [study_id, t.state.name, 0, None, None, None])
+        row = rows.setdefault(t.state.name, [name, t.state.name, 0, None, None, None])
         row[2] += 1
         if t.values:
             v = t.values[0]
@@ -88,25 +89,22 @@ def _state_counts_generic(storage: BaseStorage, study_id: int) -> list[tuple]:
     return [tuple(r) for r in rows.values()]
 
 
-def _counts(storage: BaseStorage, study_id: int | None = None) -> dict[int, list[tuple]]:
-    by_study: dict[int, list[tuple]] = {}
+def _counts(storage: BaseStorage, study: tuple[int, str] | None = None) -> dict[str, list[tuple]]:
+    """Rows of ``_state_counts_sql`` by study name, for every study or one ``(study id, name)``."""
+    by_study: dict[str, list[tuple]] = {}
     if isinstance(storage, RDBStorage):
         try:
-            for row in _state_counts_sql(storage, study_id):
+            for row in _state_counts_sql(storage, None if study is None else study[0]):
                 by_study.setdefault(row[0], []).append(row)
             return by_study
         except Exception:  # an unexpected schema: fall back to Optuna's API
             by_study.clear()
-    ids = [study_id] if study_id is not None else list(study_ids(storage).values())
-    for sid in ids:
-        by_study[sid] = _state_counts_generic(storage, sid)
+    if study is not None:
+        return {study[1]: _state_counts_generic(storage, *study)}
+    for s in storage.get_all_studies():  # an id per name: a lookup in memory on the storages that get here
+        name = s.study_name
+        by_study[name] = _state_counts_generic(storage, storage.get_study_id_from_name(name), name)
     return by_study
-
-
-def study_ids(storage: BaseStorage, studies: list | None = None) -> dict[str, int]:
-    """Each study's id in ``storage`` by name (of ``studies``, default all), through the storage's public API."""
-    studies = storage.get_all_studies() if studies is None else studies
-    return {s.study_name: storage.get_study_id_from_name(s.study_name) for s in studies}
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -121,12 +119,11 @@ def _parse_time(value: Any) -> datetime | None:
 def list_studies(storage: BaseStorage) -> list[StudyRow]:
     """Every study in ``storage`` with trial counts by state, best value, start, and our recorded attrs."""
     studies = storage.get_all_studies()
-    ids = study_ids(storage, studies)
     counts = _counts(storage)
     rows = []
     for s in studies:
         maximize = s.directions[0] == StudyDirection.MAXIMIZE
-        by_state = {r[1]: r for r in counts.get(ids[s.study_name], [])}
+        by_state = {r[1]: r for r in counts.get(s.study_name, [])}
         complete = by_state.get("COMPLETE")
         best = None if complete is None else (complete[3] if maximize else complete[4])
         starts = [_parse_time(r[5]) for r in by_state.values() if r[5] is not None]
@@ -158,7 +155,7 @@ def study_state(storage: BaseStorage, name: str) -> StudyState:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         raise ReviewError(f"study '{name}' is not in this storage (any more).") from None
-    rows = _counts(storage, study_id).get(study_id, [])
+    rows = _counts(storage, (study_id, name)).get(name, [])
     by_state = {r[1]: r[2] for r in rows}
     finished = sum(by_state.get(s.name, 0) for s in records.ENDED)
     running = sum(by_state.get(s.name, 0) for s in records.LIVE)
