@@ -53,6 +53,7 @@ class MedianRule:
     n_warmup_steps: int = 0
 
     def optuna_pruner(self) -> optuna.pruners.MedianPruner:
+        """Optuna's pruner with this rule's settings (what the study carries and its other workers use)."""
         return optuna.pruners.MedianPruner(n_startup_trials=self.n_startup_trials, n_warmup_steps=self.n_warmup_steps)
 
     def prunes(self, reported: dict[int, float], completed: list[FrozenTrial], maximize: bool = True) -> bool:
