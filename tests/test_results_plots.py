@@ -1,4 +1,4 @@
-"""The Results page's own figures equal Optuna's plots of the same study (they are drawn faster, not differently)."""
+"""The app's figures (fetal_core.figures): Optuna's plots where drawn faster, equal to Optuna's; one palette."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import optuna.importance
 import plotly.io as pio
 import pytest
 from optuna.trial import TrialState, create_trial
-from optuna.visualization._utils import COLOR_SCALE
 
 from benchmarks.results_render import synthetic_trials
 from fetal_core import review
-from pages.results_plots import PARALLEL_BANDS, importance_figure, intermediate_figure, parallel_figure
+from fetal_core.figures import PARALLEL_BANDS, importance_figure, intermediate_figure, parallel_figure
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -73,8 +72,9 @@ def test_parallel_figure_draws_optunas_lines_in_colour_bands(maximize):
     assert len(our_lines) == complete
     theirs_colour = dict(their_lines)
     rgb = lambda text: [float(c) for c in text[text.index("(") + 1 : -1].split(",")]  # noqa: E731
-    steepest = max(abs(a - b) for lo, hi in zip(COLOR_SCALE, COLOR_SCALE[1:]) for a, b in zip(rgb(lo), rgb(hi)))
-    half_band = steepest * (len(COLOR_SCALE) - 1) * 0.5 / (PARALLEL_BANDS - 1)
+    scale = [colour for _, colour in theirs.data[-1].marker.colorscale]  # Optuna's, from its colour bar
+    steepest = max(abs(a - b) for lo, hi in zip(scale, scale[1:]) for a, b in zip(rgb(lo), rgb(hi)))
+    half_band = steepest * (len(scale) - 1) * 0.5 / (PARALLEL_BANDS - 1)
     for line, colour in our_lines:
         assert max(abs(a - b) for a, b in zip(rgb(colour), rgb(theirs_colour[line]))) <= half_band + 1e-9, line
     top = ours.data[-2]  # drawn last, so on top: the band of the best trial
@@ -86,9 +86,9 @@ def test_parallel_figure_draws_optunas_lines_in_colour_bands(maximize):
 def test_intermediate_figure_one_trace_per_state_with_gaps_between_trials():
     """Every trial's per-epoch values, unchanged and in order, in its state's trace; the serialised figure
     (what the browser receives) holds the same numbers."""
-    trials = synthetic_trials(40, seed=9)
+    trials = synthetic_trials(80, seed=9)  # more than PER_TRIAL_LINES: one trace per state
     running = create_trial(state=TrialState.COMPLETE, value=80.0, intermediate_values={1: 70.5, 2: 71.25})
-    running.state, running.number = TrialState.RUNNING, 40
+    running.state, running.number = TrialState.RUNNING, 80
     trials.append(running)
     figure = intermediate_figure(trials)
     spec = pio.from_json(pio.to_json(figure)).to_plotly_json()  # what st.plotly_chart sends, read back
@@ -103,3 +103,34 @@ def test_intermediate_figure_one_trace_per_state_with_gaps_between_trials():
         assert [tuple((x, round(y, 3)) for x, y in points) for points, _ in drawn] == by_state[state]
         numbers = [t.number for t in trials if t.state.name == state]
         assert [set(hover) for _, hover in drawn] == [{n} for n in numbers]
+
+
+def test_one_palette_for_every_trial_state_in_every_figure():
+    """A trial state has one colour in every figure of every page: per-epoch lines (one trace per trial or one
+    per state), Optuna's timeline bars and history markers; pruned lines are dashed and end in a cross."""
+    from fetal_core.figures import STATE_COLOURS, history_figure, timeline_figure
+
+    trials = synthetic_trials(70, seed=5)
+    failed = create_trial(state=TrialState.FAIL, intermediate_values={1: 60.0, 2: 61.0})
+    running = create_trial(state=TrialState.RUNNING, intermediate_values={1: 62.0})
+    failed.number, running.number = 70, 71
+    failed.datetime_start = running.datetime_start = trials[-1].datetime_complete
+    trials += [failed, running]
+    assert set(STATE_COLOURS) >= {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
+    assert len(set(STATE_COLOURS.values())) == len(STATE_COLOURS)
+    for shown in (trials, trials[:30] + [failed, running]):  # one trace per state, then one per trial
+        traces = intermediate_figure(shown).data
+        assert {t.name.split("(")[-1].rstrip(")").upper() if "trial" in t.name else t.name.split(" ")[0].upper()
+                for t in traces} == {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
+        for trace in traces:
+            state = next(s for s in STATE_COLOURS if s.lower() in trace.name)
+            assert trace.line.color == STATE_COLOURS[state], trace.name
+            assert (trace.line.dash == "dash") == (state == "PRUNED"), trace.name
+            if state == "PRUNED":
+                assert trace.marker.symbol == "x" and trace.marker.color == STATE_COLOURS["PRUNED"]
+    bars = {t.name: t.marker.color for t in timeline_figure(review.snapshot(trials)).data}
+    assert bars == {state: STATE_COLOURS[state] for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}, bars
+    history = history_figure(review.snapshot(trials), pruned=[t for t in trials if t.state == TrialState.PRUNED])
+    markers = {t.name: t.marker.color for t in history.data if t.mode == "markers" and t.x is not None and len(t.x)}
+    assert markers == {"Accuracy (%)": STATE_COLOURS["COMPLETE"],
+                       "pruned (last epoch reached)": STATE_COLOURS["PRUNED"]}  # fmt: skip
