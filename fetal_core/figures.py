@@ -309,13 +309,11 @@ def intermediate_figure(
         xs: list = []
         ys: list = []
         numbers: list = []
-        sizes: list = []
         for t in group:
             steps, values = _steps(t)
             xs += [*steps, np.nan]
             ys += [*values, np.nan]
             numbers += [t.number] * len(steps) + [np.nan]
-            sizes += [0] * (len(steps) - 1) + [10, 0]
         name = f"trial {group[0].number} ({state.lower()})" if per_trial else f"{state.lower()} ({len(group)})"
         trace: dict[str, Any] = {
             "x": np.array(xs[:-1], np.float32), "y": np.array(ys[:-1], np.float32),
@@ -324,10 +322,18 @@ def intermediate_figure(
             "connectgaps": False,
             "hovertemplate": "trial %{customdata}<br>epoch %{x}<br>%{y:.2f}<extra>" + state.lower() + "</extra>",
         }  # fmt: skip
-        if state == "PRUNED":
+        if state == "PRUNED" and per_trial:  # cut short: a cross at the line's end
             trace["mode"] = "lines+markers"
-            trace["marker"] = {"size": np.array(sizes[:-1], np.uint8), "symbol": "x", "color": state_colour(state)}
+            trace["marker"] = {"size": [0] * (len(xs) - 2) + [10], "symbol": "x", "color": state_colour(state)}
         figure.add_scatter(**trace)
+        if state == "PRUNED" and not per_trial:  # one cross per trial (a marker per point costs the browser seconds)
+            ends = [_steps(t) for t in group]
+            figure.add_scatter(
+                x=np.array([s[-1] for s, _ in ends], np.float32), y=np.array([v[-1] for _, v in ends], np.float32),
+                customdata=np.array([t.number for t in group], np.float32), mode="markers", showlegend=False,
+                name=f"{name} cut short", marker={"symbol": "x", "size": 8, "color": state_colour(state)},
+                hovertemplate="trial %{customdata}<br>pruned after epoch %{x}<extra></extra>",
+            )  # fmt: skip
     figure.update_layout(
         title=title, xaxis_title="epoch", yaxis_title="validation accuracy (%)", legend_title_text="state",
         showlegend=len(figure.data) <= 20, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},

@@ -95,10 +95,15 @@ def test_intermediate_figure_one_trace_per_state_with_gaps_between_trials():
     by_state = {t.state.name: [] for t in trials}
     for t in trials:
         by_state[t.state.name].append(tuple((float(s), round(v, 3)) for s, v in sorted(t.intermediate_values.items())))
-    assert [trace["name"] for trace in spec["data"]] == [
+    lines = [trace for trace in spec["data"] if trace["mode"] == "lines"]
+    assert [trace["name"] for trace in lines] == [
         f"{s.lower()} ({len(by_state[s])})" for s in ("COMPLETE", "PRUNED", "RUNNING")
     ]
-    for trace, state in zip(spec["data"], ("COMPLETE", "PRUNED", "RUNNING")):
+    [crosses] = [trace for trace in spec["data"] if trace["mode"] == "markers"]  # one where each pruned line ends
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert values(crosses["customdata"]) == [t.number for t in pruned]
+    assert values(crosses["x"]) == [max(t.intermediate_values) for t in pruned]
+    for trace, state in zip(lines, ("COMPLETE", "PRUNED", "RUNNING")):
         drawn = segments(trace["x"], trace["y"], trace["customdata"])
         assert [tuple((x, round(y, 3)) for x, y in points) for points, _ in drawn] == by_state[state]
         numbers = [t.number for t in trials if t.state.name == state]
@@ -120,14 +125,16 @@ def test_one_palette_for_every_trial_state_in_every_figure():
     assert len(set(STATE_COLOURS.values())) == len(STATE_COLOURS)
     for shown in (trials, trials[:30] + [failed, running]):  # one trace per state, then one per trial
         traces = intermediate_figure(shown).data
-        assert {t.name.split("(")[-1].rstrip(")").upper() if "trial" in t.name else t.name.split(" ")[0].upper()
-                for t in traces} == {"COMPLETE", "PRUNED", "FAIL", "RUNNING"}
+        assert {next(s for s in STATE_COLOURS if s.lower() in t.name) for t in traces} == {
+            "COMPLETE", "PRUNED", "FAIL", "RUNNING"}  # fmt: skip
         for trace in traces:
             state = next(s for s in STATE_COLOURS if s.lower() in trace.name)
-            assert trace.line.color == STATE_COLOURS[state], trace.name
-            assert (trace.line.dash == "dash") == (state == "PRUNED"), trace.name
-            if state == "PRUNED":
-                assert trace.marker.symbol == "x" and trace.marker.color == STATE_COLOURS["PRUNED"]
+            if "lines" in trace.mode:
+                assert trace.line.color == STATE_COLOURS[state], trace.name
+                assert (trace.line.dash == "dash") == (state == "PRUNED"), trace.name
+            if "markers" in trace.mode:  # pruned lines end in a cross
+                assert state == "PRUNED" and trace.marker.symbol == "x", trace.name
+                assert trace.marker.color == STATE_COLOURS["PRUNED"], trace.name
     bars = {t.name: t.marker.color for t in timeline_figure(review.snapshot(trials)).data}
     assert bars == {state: STATE_COLOURS[state] for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}, bars
     history = history_figure(review.snapshot(trials), pruned=[t for t in trials if t.state == TrialState.PRUNED])
