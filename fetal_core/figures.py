@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.colors import sample_colorscale
 
 from .data import CLASS_NAMES, FEATURES
+from .review import snapshot
 from .text import plotly_figure_text, plotly_text
 
 TARGET_NAME = "Accuracy (%)"  # what every study of this lab maximises
@@ -148,6 +149,24 @@ def importance_figure(importances: Mapping[str, float], trials: Sequence[FrozenT
 PARALLEL_BANDS = 64  # colour levels of the parallel-coordinate lines: neighbours differ by at most 6 of 255
 
 
+PARALLEL_LINES, PARALLEL_BEST = 300, 100  # above 300 completed trials: the best 100 and 200 spread over the rest
+
+
+def lines_shown(complete: Sequence[FrozenTrial], maximize: bool = True) -> list[FrozenTrial]:
+    """The completed trials the parallel-coordinate plot draws: all of them up to ``PARALLEL_LINES``; beyond,
+    the best ``PARALLEL_BEST``, the worst, and others evenly spread over the rest in trial order (hundreds
+    of lines overplot each other, and Optuna builds one Plotly trace per line: seconds at 1,000 trials)."""
+    if len(complete) <= PARALLEL_LINES:
+        return list(complete)
+    order = sorted(range(len(complete)), key=lambda i: complete[i].value if maximize else -complete[i].value)
+    ranked = order[::-1]  # positions in ``complete``, best first
+    chosen = {*ranked[:PARALLEL_BEST], ranked[-1]}  # the worst too: the colour bar keeps its range
+    rest = sorted(ranked[PARALLEL_BEST:-1])
+    step = len(rest) / (PARALLEL_LINES - len(chosen))
+    chosen.update(rest[int(i * step)] for i in range(PARALLEL_LINES - len(chosen)))
+    return [complete[i] for i in sorted(chosen)]
+
+
 def _colour_at(scale: list, share: float) -> str:
     """The colour at ``share`` (0-1) of a Plotly colour scale, unrounded like Optuna's line colours."""
     red, green, blue = (255 * c for c in sample_colorscale(scale, share, colortype="tuple")[0])
@@ -163,10 +182,21 @@ def parallel_figure(study: optuna.Study) -> go.Figure:
     drawn in the colour of its middle, worst band first so the best lines lie on top (Optuna draws them in
     trial order). Tests compare the result with Optuna's figure.
     """
-    figure = optuna_figure(ov.plot_parallel_coordinate, study, target_name=TARGET_NAME)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    shown = lines_shown(complete, maximize)
+    if len(shown) < len(complete):
+        study = snapshot(shown, maximize, study.study_name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        figure = ov.plot_parallel_coordinate(study, target_name=TARGET_NAME)
+    if len(shown) < len(complete):
+        others = len(shown) - PARALLEL_BEST
+        figure.update_layout(title=f"Parallel Coordinate Plot: the best {PARALLEL_BEST} and {others} others of "
+                                   f"{len(complete)} completed trials")  # fmt: skip
     *lines, colour_bar = figure.data
     if not lines or colour_bar.marker.colorscale is None:
-        return figure
+        return escaped(figure)
     scale = [[float(at), colour] for at, colour in colour_bar.marker.colorscale]
     reverse = bool(colour_bar.marker.reversescale)
     bands: dict[tuple[int, str], tuple[list, list, list]] = {}
@@ -177,18 +207,22 @@ def parallel_figure(study: optuna.Study) -> go.Figure:
         xs += [*line.x, np.nan]
         ys += [*line.y, np.nan]
         hover += [*(list(c) for c in line.customdata), ["", ""]]
+    style = {"opacity": lines[0].opacity, "width": lines[0].line.width, "hovertemplate": lines[0].hovertemplate}
     grouped = []
     for band, dash in sorted(bands, reverse=reverse):  # reversed scale (minimise): the lowest is best
         xs, ys, hover = bands[band, dash]
         share = band / (PARALLEL_BANDS - 1)
-        grouped.append(go.Scatter(
-            x=np.array(xs, np.float32), y=np.array(ys, np.float32), customdata=np.array(hover, dtype=object),
-            mode="lines", opacity=lines[0].opacity, showlegend=False, connectgaps=False,
-            line={"color": _colour_at(scale, 1.0 - share if reverse else share), "dash": dash,
-                  "width": lines[0].line.width},
-            hovertemplate=lines[0].hovertemplate,
-        ))  # fmt: skip
-    return go.Figure(data=[*grouped, colour_bar], layout=figure.layout)
+        grouped.append({
+            "type": "scatter", "x": np.array(xs, np.float32), "y": np.array(ys, np.float32),
+            "customdata": np.array(hover, dtype=object), "mode": "lines", "opacity": style["opacity"],
+            "showlegend": False, "connectgaps": False, "hovertemplate": style["hovertemplate"],
+            "line": {"color": _colour_at(scale, 1.0 - share if reverse else share), "dash": dash,
+                     "width": style["width"]},
+        })  # fmt: skip
+    figure.data = [colour_bar]  # Optuna's layout and colour bar stay as they are (rebuilding them costs seconds)
+    figure.add_traces(grouped)
+    figure.data = [*figure.data[1:], figure.data[0]]
+    return escaped(figure)
 
 
 # ---------------------------------------------------------------- per-epoch values

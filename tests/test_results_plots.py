@@ -141,3 +141,22 @@ def test_one_palette_for_every_trial_state_in_every_figure():
     markers = {t.name: t.marker.color for t in history.data if t.mode == "markers" and t.x is not None and len(t.x)}
     assert markers == {"Accuracy (%)": STATE_COLOURS["COMPLETE"],
                        "pruned (last epoch reached)": STATE_COLOURS["PRUNED"]}  # fmt: skip
+
+
+def test_a_big_study_draws_its_best_lines_and_a_spread_of_the_rest_on_the_full_colour_range():
+    from fetal_core.figures import PARALLEL_BEST, PARALLEL_LINES, lines_shown
+
+    trials = synthetic_trials(480, seed=6)
+    complete = review.snapshot(trials).get_trials(deepcopy=False, states=(TrialState.COMPLETE,))  # numbered
+    assert len(complete) > PARALLEL_LINES
+    shown = lines_shown(complete)
+    ranked = sorted(complete, key=lambda t: -t.value)
+    assert len(shown) == PARALLEL_LINES and len({t.number for t in shown}) == PARALLEL_LINES
+    assert {t.number for t in ranked[:PARALLEL_BEST]} | {ranked[-1].number} <= {t.number for t in shown}
+    ours = parallel_figure(review.snapshot(trials))
+    theirs = optuna.visualization.plot_parallel_coordinate(review.snapshot(trials), target_name="Accuracy (%)")
+    assert (ours.data[-1].marker.cmin, ours.data[-1].marker.cmax) == (theirs.data[-1].marker.cmin,
+                                                                       theirs.data[-1].marker.cmax)  # fmt: skip
+    drawn = sum(len(segments(t.x, t.y, t.customdata)) for t in ours.data[:-1])
+    assert drawn == PARALLEL_LINES and f"of {len(complete)} completed trials" in ours.layout.title.text
+    assert lines_shown(complete[:PARALLEL_LINES]) == complete[:PARALLEL_LINES]  # a smaller study: every line
