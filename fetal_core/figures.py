@@ -48,6 +48,7 @@ STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 MANUAL_COLOUR = "#444444"  # Part I's best run, drawn on Part II's history
 NULL_COLOUR = "gray"  # the null-accuracy line
 PER_TRIAL_LINES = 60  # up to this many trials, one trace (legend entry, hover name) per trial
+INTERMEDIATE_POINTS = 20_000  # per state, beyond: every n-th epoch of each trial (and its last)
 
 
 def state_colour(state: TrialState | str) -> str:
@@ -329,8 +330,10 @@ def intermediate_figure(
     in a cross (cut short), failed ones dotted, running ones bold.
 
     Up to ``PER_TRIAL_LINES`` trials, one trace per trial (``trial N (state)``); beyond, one trace per state
-    with gaps (NaN) between trials, as float32 arrays, which Plotly checks and sends at array speed (a
-    1,000-trial study has ~50,000 points), with each point's trial number in its hover text.
+    with gaps (NaN) between trials, as float32 arrays, which Plotly checks and sends at array speed, with each
+    point's trial number in its hover text; a state with more than ``INTERMEDIATE_POINTS`` values keeps every
+    n-th epoch of each trial and its last (a 1,000-trial study has ~50,000 values: Chromium takes seconds to
+    draw them as SVG).
     """
     drawn = [t for t in sorted(trials, key=lambda t: t.number) if t.intermediate_values]
     figure = go.Figure()
@@ -343,8 +346,12 @@ def intermediate_figure(
         xs: list = []
         ys: list = []
         numbers: list = []
+        every = 1 if per_trial else math.ceil(sum(len(t.intermediate_values) for t in group) / INTERMEDIATE_POINTS)
         for t in group:
             steps, values = _steps(t)
+            if every > 1:  # every n-th epoch and the last: the same curves to the eye, fewer SVG points
+                keep = [*range(0, len(steps) - 1, every), len(steps) - 1]
+                steps, values = [steps[i] for i in keep], [values[i] for i in keep]
             xs += [*steps, np.nan]
             ys += [*values, np.nan]
             numbers += [t.number] * len(steps) + [np.nan]

@@ -133,6 +133,9 @@ def trials_frame(view: StudyView) -> pd.DataFrame:
 
 PLOT_ORDER = ("history", "intermediate", "slice", "importance", "parallel", "contour", "edf", "timeline")
 DEFERRED = ("importance", "contour")  # both wait for the importances (the contour's default pair is the top two)
+# The order the plots are drawn in (each in its own section, in PLOT_ORDER on the page): the cheap ones first,
+# then the slice and parallel plots (thousands of points; Optuna builds one Plotly trace per parallel line).
+DRAW_ORDER = ("history", "intermediate", "edf", "timeline", "slice", "parallel")
 
 
 def plot_header(kind: str) -> None:
@@ -175,10 +178,9 @@ def plots_section(view: StudyView) -> None:
     if st.session_state.get("results_importances_shown") != importance_key:  # not yet drawn in this session
         for note in waiting.values():
             note.caption("⏳ Drawn once the importances are computed, after the other plots.")
-    for kind in PLOT_ORDER:
-        if kind not in DEFERRED:
-            with sections[kind]:
-                show_plot(view, kind, facts.get(kind))
+    for kind in DRAW_ORDER:
+        with sections[kind]:
+            show_plot(view, kind, facts.get(kind))
     with sections["importance"]:
         importances, problem = _importances(view.key + (complete,), method, view)
         waiting["importance"].empty()

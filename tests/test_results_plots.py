@@ -160,3 +160,23 @@ def test_a_big_study_draws_its_best_lines_and_a_spread_of_the_rest_on_the_full_c
     drawn = sum(len(segments(t.x, t.y, t.customdata)) for t in ours.data[:-1])
     assert drawn == PARALLEL_LINES and f"of {len(complete)} completed trials" in ours.layout.title.text
     assert lines_shown(complete[:PARALLEL_LINES]) == complete[:PARALLEL_LINES]  # a smaller study: every line
+
+
+def test_a_big_study_s_curves_keep_every_nth_epoch_and_each_trial_s_last():
+    from fetal_core.figures import INTERMEDIATE_POINTS
+
+    trials = []
+    for number in range(500):
+        epochs = 61 if number % 5 else 8  # 25,200 values, some short curves among them
+        values = {e: 50 + number % 40 + e / 10 for e in range(1, epochs + 1)}
+        trials.append(create_trial(state=TrialState.COMPLETE, value=values[epochs], intermediate_values=values))
+        trials[-1].number = number
+    [trace] = intermediate_figure(trials).data
+    drawn = segments(trace.x, trace.y, trace.customdata)
+    assert sum(len(points) for points, _ in drawn) <= INTERMEDIATE_POINTS + len(trials)
+    assert len(drawn) == len(trials)
+    for trial, (points, hover) in zip(trials, drawn):
+        every = sorted(trial.intermediate_values.items())
+        assert points[0] == (every[0][0], round(every[0][1], 5)) and points[-1][0] == every[-1][0]  # first, last
+        assert set(points) <= {(float(e), round(float(np.float32(v)), 5)) for e, v in every} and set(hover) == {
+            trial.number}  # fmt: skip
