@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from . import records
@@ -157,3 +158,64 @@ def contour_finding(trials: list[FrozenTrial], x: str, y: str, maximize: bool = 
         return ", ".join(sorted({str(v) for v in values}))
 
     return f"The best 10% of trials lie at {x} {span(xs)} and {y} {span(ys)}: look for the dark region there."
+
+
+# Each plot: (title, how to read it). The finding for the study is computed by fetal_core.insights.findings.
+PLOTS: dict[str, tuple[str, str]] = {
+    "history": (
+        "Optimisation history",
+        "Each dot is a completed trial's final validation accuracy, in the order the trials ran; the line is "
+        "the best value found so far. A line that keeps rising means the search is still finding better "
+        "settings; a long flat line means more trials are unlikely to help much.",
+    ),
+    "intermediate": (
+        "Intermediate values (per-epoch accuracy)",
+        "One line per trial: its validation accuracy after each epoch. Blue lines completed; orange dashed lines "
+        "were pruned (stopped early because they were worse than the median at the same epoch) and end in a "
+        "cross; green lines are still running; red dotted ones failed. Pruned lines end early: that is the "
+        "training time pruning saved.",
+    ),
+    "slice": (
+        "Slice plot",
+        "One panel per hyperparameter: every completed trial's value against the setting it used; darker "
+        "dots are later trials. Where the high dots cluster is where the good values of that setting lie.",
+    ),
+    "importance": (
+        "Hyperparameter importances",
+        "How much of the variation among the good trials each hyperparameter explains (PED-ANOVA, Optuna's "
+        "default; fANOVA on request). Importance says which knob matters, not which value of it is good.",
+    ),
+    "parallel": (
+        "Parallel coordinates",
+        "Each line is one trial crossing every hyperparameter axis; its colour is the objective value. "
+        "Follow the best-coloured lines to see which combinations of settings go together.",
+    ),
+    "contour": (
+        "Contour of one parameter pair",
+        "The objective value estimated over two hyperparameters at once (dots are the trials). It shows "
+        "interactions a slice plot cannot: a good learning rate may depend on the batch size.",
+    ),
+    "edf": (
+        "Empirical distribution (EDF)",
+        "For each accuracy on the x-axis, the share of completed trials that scored at most that. A curve "
+        "further to the right means more trials scored well; compare studies with it (Compare tab).",
+    ),
+    "timeline": (
+        "Timeline",
+        "One bar per trial from start to end, coloured by state. Bars side by side show trials run in "
+        "parallel by several workers; short orange bars are pruned trials.",
+    ),
+}
+
+
+def compare_finding(curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> str:
+    """Which study found the best value, and how many completed trials each needed to get within 1 point."""
+    parts = []
+    for name, (best, _) in curves.items():
+        if best.empty:
+            parts.append(f"'{name}' has no completed trial")
+            continue
+        top = best["best"].iloc[-1]
+        needed = int(best.loc[best["best"] >= top - 1.0, "completed"].iloc[0])
+        parts.append(f"'{name}' reached {top:.2f} and was within 1 point of it after {needed} completed trials")
+    return "; ".join(parts) + "."

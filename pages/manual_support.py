@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import streamlit as st
 
 from fetal_core.data import CLASS_NAMES, Dataset, Split, split_dataset
+from fetal_core.figures import curve_figure, overlay_figure
 from fetal_core.manual import best_run, config_changes, make_run_record, read_curve, run_table, runnable_script
 from fetal_core.training import TrainConfig, train
 from pages import keys
@@ -48,62 +49,6 @@ def training_slots() -> TrainingSlots:
 def cached_split(key: tuple, standardize: bool, _data: Dataset) -> Split:
     """The notebook's split of ``_data``, once per data set (``key``: ``pages.common.dataset_key()``) and setting."""
     return split_dataset(_data, standardize=standardize)
-
-
-def _finite_or_none(values: list[float]) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values]
-
-
-def _null_line(null_accuracy: float) -> dict:
-    return {
-        "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": null_accuracy, "y1": null_accuracy,
-                    "line": {"dash": "dash", "color": "gray", "width": 1.5}}],
-        "annotations": [{"xref": "paper", "x": 1, "y": null_accuracy, "yanchor": "top", "xanchor": "right",
-                         "text": f"null accuracy {null_accuracy:.1f}%", "showarrow": False,
-                         "font": {"color": "gray"}}],
-    }  # fmt: skip
-
-
-def curve_figure(history: list[dict], null_accuracy: float, epochs: int, title: str) -> dict:
-    """Validation accuracy (%) and training loss per epoch, with the null-accuracy line.
-
-    A plain Plotly figure dict: building it costs well under a millisecond, where ``go.Figure`` with
-    ``add_hline`` costs tens, which matters when the chart is redrawn while a run trains.
-    """
-    x = [h["epoch"] for h in history]
-    return {
-        "data": [
-            {"type": "scatter", "x": x, "y": _finite_or_none([h["val_accuracy"] for h in history]),
-             "name": "validation accuracy %", "mode": "lines+markers" if len(x) < 60 else "lines",
-             "line": {"color": "#1f77b4"}},
-            {"type": "scatter", "x": x, "y": _finite_or_none([h["train_loss"] for h in history]),
-             "name": "train loss (right axis)", "yaxis": "y2", "mode": "lines",
-             "line": {"color": "#ff7f0e", "width": 1.5}},
-        ],
-        "layout": {
-            "title": {"text": title}, "height": 380, "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
-            "legend": {"orientation": "h", "y": -0.2},
-            "xaxis": {"title": {"text": "epoch"}, "range": [0.5, max(epochs, 2) + 0.5]},
-            "yaxis": {"title": {"text": "validation accuracy %"}, "range": [0, 100]},
-            "yaxis2": {"title": {"text": "train loss"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
-                       "showgrid": False},
-            **_null_line(null_accuracy),
-        },
-    }  # fmt: skip
-
-
-def overlay_figure(runs: list[dict]) -> dict:
-    """Every run's validation-accuracy curve on one chart (a Plotly figure dict)."""
-    traces = [
-        {"type": "scatter", "mode": "lines", "name": run["label"], "x": [h["epoch"] for h in run["history"]],
-         "y": _finite_or_none([h["val_accuracy"] for h in run["history"]])}
-        for run in runs
-    ]  # fmt: skip
-    layout = {"height": 340, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "xaxis": {"title": {"text": "epoch"}},
-              "yaxis": {"title": {"text": "validation accuracy %"}, "range": [0, 100]}}  # fmt: skip
-    if runs:
-        layout.update(_null_line(runs[-1]["null_accuracy"]))
-    return {"data": traces, "layout": layout}
 
 
 def session_runs() -> list[dict]:

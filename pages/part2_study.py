@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 from optuna.trial import TrialState
 
-from fetal_core import limits, records
+from fetal_core import figures, limits, records, review
 from fetal_core.config import DEFAULT_STUDY_NAME
 from fetal_core.pruning import PRUNERS
 from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, open_study
@@ -223,6 +223,20 @@ def setup_form(names: list[str]) -> None:
         start_study(names)
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _history_chart(name: str, finished: tuple, manual_best: float | None, _trials: list):
+    return figures.history_figure(review.snapshot(_trials), [t for t in _trials if t.state == TrialState.PRUNED],
+                                  manual_best)  # fmt: skip
+
+
+def history_chart(name: str, trials: list, manual_best: float | None):
+    """Optuna's optimisation history of the finished trials (with the pruned ones and Part I's best run),
+    built once per set of finished trials: it changes when a trial ends, not at every refresh."""
+    done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    key = tuple((t.number, t.state.name, t.value, len(t.intermediate_values)) for t in done)
+    return _history_chart(name, key, manual_best, done)
+
+
 @st.fragment(run_every=1)
 def live_study() -> None:
     """Follow the study from the storage: progress, best so far, trial table, history and curves."""
@@ -257,11 +271,11 @@ def live_study() -> None:
     manual = st.session_state.get(keys.BEST_MANUAL_RUN) or {}
     left, right = st.columns(2)
     with left, st.container(key="p2_curves"):
-        epochs = records.study_description(attrs).epochs
-        st.plotly_chart(live.as_figure(live.curves_figure(trials, epochs)), key="p2_curves_chart")
+        title = "Accuracy per epoch (pruned: dashed, cut short)"
+        curves = figures.intermediate_figure(trials, records.study_description(attrs).epochs, title)
+        st.plotly_chart(curves, key="p2_curves_chart")
     with right, st.container(key="p2_history"):
-        history = live.history_figure(trials, manual.get("final_val_accuracy"))
-        st.plotly_chart(live.as_figure(history), key="p2_history_chart")
+        st.plotly_chart(history_chart(name, trials, manual.get("final_val_accuracy")), key="p2_history_chart")
 
 
 def after_study(name: str) -> None:
@@ -276,7 +290,7 @@ def after_study(name: str) -> None:
     left, right = st.columns(2)
     left.dataframe({"parameter": list(best.params), "value": [str(v) for v in best.params.values()]}, hide_index=True)
     if layers:
-        right.plotly_chart(live.architecture_figure(layers), key="p2_architecture")
+        right.plotly_chart(figures.architecture_figure(layers), key="p2_architecture")
     cols = st.columns(2)
     if config and cols[0].button("Use these settings in Part I", key="p2_use_best", type="primary"):
         st.session_state[keys.LOAD_INTO_PART1] = TrainConfig.from_dict(config).to_dict()

@@ -14,18 +14,11 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from fetal_core import insights, records, review, uploads
+from fetal_core import figures, insights, records, review, uploads
+from fetal_core.insights import PLOTS
 from fetal_core.text import plain
 from pages import keys
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_upload_folder
-from pages.results_plots import (
-    PLOTS,
-    compare_figures,
-    compare_finding,
-    contour_figure,
-    curve_figure,
-    study_figure,
-)
 
 enter_through_app()
 
@@ -105,9 +98,9 @@ LIVE_PLOTS = ("intermediate", "timeline")  # the plots that show RUNNING trials;
 
 def _draw(kind: str, extra: tuple, view: StudyView, importances: dict):
     if kind == "contour":
-        return contour_figure(view.study, *extra)
+        return figures.contour_figure(view.study, *extra)
     study = review.snapshot(view.trials, view.maximize) if view.running and kind == "timeline" else view.study
-    return study_figure(kind, study, view.trials, importances)
+    return figures.study_figure(kind, study, view.trials, importances)
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
@@ -141,6 +134,9 @@ def trials_frame(view: StudyView) -> pd.DataFrame:
 
 PLOT_ORDER = ("history", "intermediate", "slice", "importance", "parallel", "contour", "edf", "timeline")
 DEFERRED = ("importance", "contour")  # both wait for the importances (the contour's default pair is the top two)
+# The order the plots are drawn in (each in its own section, in PLOT_ORDER on the page): the cheap ones first,
+# then the slice and parallel plots (thousands of points; Optuna builds one Plotly trace per parallel line).
+DRAW_ORDER = ("history", "intermediate", "edf", "timeline", "slice", "parallel")
 
 
 def plot_header(kind: str) -> None:
@@ -183,10 +179,9 @@ def plots_section(view: StudyView) -> None:
     if st.session_state.get(keys.RESULTS_IMPORTANCES_SHOWN) != importance_key:  # not yet drawn in this session
         for note in waiting.values():
             note.caption("⏳ Drawn once the importances are computed, after the other plots.")
-    for kind in PLOT_ORDER:
-        if kind not in DEFERRED:
-            with sections[kind]:
-                show_plot(view, kind, facts.get(kind))
+    for kind in DRAW_ORDER:
+        with sections[kind]:
+            show_plot(view, kind, facts.get(kind))
     with sections["importance"]:
         importances, problem = _importances(view.key + (complete,), method, view)
         waiting["importance"].empty()
@@ -263,7 +258,8 @@ def trials_section(view: StudyView, name: str) -> None:
         if curve.empty:
             st.info("This trial reported no epochs.")
         else:
-            st.plotly_chart(curve_figure(curve, f"Trial {trial.number}, per epoch"), key="plot_trial_curve")
+            figure = figures.curve_figure(curve, title=f"Trial {trial.number}, per epoch")
+            st.plotly_chart(figure, key="plot_trial_curve")
 
 
 def compare_section(url: str, storage, rows: list[review.StudyRow], current: str) -> None:
@@ -274,15 +270,16 @@ def compare_section(url: str, storage, rows: list[review.StudyRow], current: str
     if len(chosen) < 2:
         st.info("Choose at least two studies.")
         return
-    curves = {}
+    curves, studies = {}, []
     for name in chosen:
         view = study_view(url, storage, name)
         curves[name] = (review.best_so_far(view.trials, view.maximize), review.edf(view.trials))
-    progress, distribution = compare_figures(curves)
-    st.info(plain(compare_finding(curves)), icon="🔎")  # quotes study names
+        studies.append(view.study)  # an in-memory copy named by its study
+    progress, distribution = figures.compare_figures(studies)
+    st.info(plain(insights.compare_finding(curves)), icon="🔎")  # quotes study names
     st.plotly_chart(progress, key="plot_compare_best")
-    st.caption("**How to read this.** Higher and earlier is better: the study whose line rises first found good "
-               "settings with fewer trials.")  # fmt: skip
+    st.caption("**How to read this.** Each study's dots are its trials, its line the best found so far: the "
+               "study whose line rises higher and earlier found good settings with fewer trials.")  # fmt: skip
     st.plotly_chart(distribution, key="plot_compare_edf")
     st.caption("**How to read this.** The curve further right (and lower) had more trials with high accuracy.")
 

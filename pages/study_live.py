@@ -1,8 +1,9 @@
-"""Part II's view of a live study: read it from the storage, then progress, table and figures.
+"""Part II's view of a live study: read it from the storage, then progress and table (its figures are
+``fetal_core.figures``').
 
 Nothing here calls Streamlit or trains: the functions turn the trials a worker (or any other session,
-or a CLI worker) has written into numbers, a table and Plotly figures, so the page stays thin and
-these can be tested on their own.
+or a CLI worker) has written into numbers and a table, so the page stays thin and these can be tested
+on their own.
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ from datetime import datetime
 
 import optuna
 import pandas as pd
-import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
 from fetal_core import records
-from fetal_core.data import CLASS_NAMES, FEATURES
 from fetal_core.search import SearchSpace
-
-STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#9e9e9e", "RUNNING": "#ff7f0e", "FAIL": "#d62728"}
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
@@ -134,123 +131,6 @@ def trial_table(trials: list[FrozenTrial]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _layout(title: str, x_title: str, **extra) -> dict:
-    return {
-        "title": {"text": title},
-        "xaxis": {"title": {"text": x_title}},
-        "yaxis": {"title": {"text": "validation accuracy (%)"}},
-        "height": 380,
-        "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
-        **extra,
-    }
-
-
-def as_figure(spec: dict) -> go.Figure:
-    """A Plotly figure from one of our specs without Plotly's per-property validation, which costs ~30 ms
-    for 30 curves, every second, for every viewer; the specs' validity is checked by the tests."""
-    return go.Figure(spec, _validate=False)
-
-
-def curves_figure(trials: list[FrozenTrial], epochs: int | None = None) -> dict:
-    """Validation accuracy per epoch for every trial, running ones included (a Plotly figure spec):
-    complete trials solid, running ones bold orange, pruned ones dashed grey ending in a cross (cut
-    short), failed ones dotted red."""
-    traces = []
-    for t in sorted(trials, key=lambda t: t.number):
-        if not t.intermediate_values:
-            continue
-        steps = sorted(t.intermediate_values)
-        state = t.state.name
-        trace = {
-            "type": "scatter",
-            "x": steps,
-            "y": [t.intermediate_values[s] for s in steps],
-            "mode": "lines",
-            "line": {"color": STATE_COLOURS.get(state, "#555555"), "width": 1.5},
-            "opacity": 0.9,
-            "name": f"trial {t.number} ({state.lower()})",
-            "hovertemplate": f"trial {t.number}<br>epoch %{{x}}<br>%{{y:.2f}}%<extra>{state.lower()}</extra>",
-        }
-        if state == "PRUNED":
-            trace["line"]["dash"] = "dash"
-            trace["mode"] = "lines+markers"
-            trace["marker"] = {"size": [0] * (len(steps) - 1) + [10], "symbol": "x", "color": STATE_COLOURS[state]}
-            trace["opacity"] = 0.55
-        elif state == "RUNNING":
-            trace["line"]["width"] = 3
-        elif state == "FAIL":
-            trace["line"]["dash"] = "dot"
-        traces.append(trace)
-    layout = _layout("Accuracy per epoch (pruned: dashed grey, cut short)", "epoch", showlegend=len(traces) <= 20)
-    if epochs:
-        layout["xaxis"]["range"] = [0.5, epochs + 0.5]
-    return {"data": traces, "layout": layout}
-
-
-def history_figure(trials: list[FrozenTrial], manual_best: float | None = None) -> dict:
-    """Optimisation history (a Plotly figure spec): each finished trial's value, the best so far, and
-    (hand vs machine) the best manual run of Part I as a horizontal line."""
-    by_number = sorted(trials, key=lambda t: t.number)
-    complete = records.completed(by_number)
-    pruned = [t for t in by_number if t.state == TrialState.PRUNED and t.intermediate_values]
-    traces = [
-        {
-            "type": "scatter",
-            "x": [t.number for t in complete],
-            "y": [t.value for t in complete],
-            "mode": "markers",
-            "name": "complete trial",
-            "marker": {"color": STATE_COLOURS["COMPLETE"], "size": 8},
-        }
-    ]
-    if pruned:
-        traces.append(
-            {
-                "type": "scatter",
-                "x": [t.number for t in pruned],
-                "y": [t.intermediate_values[max(t.intermediate_values)] for t in pruned],
-                "mode": "markers",
-                "name": "pruned (last epoch reached)",
-                "marker": {"color": STATE_COLOURS["PRUNED"], "symbol": "x", "size": 8},
-            }
-        )
-    traces.append(
-        {
-            "type": "scatter",
-            "x": [t.number for t in complete],
-            "y": records.best_so_far(complete),
-            "mode": "lines",
-            "name": "best so far",
-            "line": {"shape": "hv"},
-        }
-    )
-    layout = _layout("Optimisation history (hand vs machine)", "trial", shapes=[], annotations=[])
-    if manual_best is not None and math.isfinite(manual_best):
-        line = {"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": manual_best, "y1": manual_best}
-        layout["shapes"].append({**line, "line": {"color": "#2ca02c", "dash": "dash"}})
-        layout["annotations"].append(
-            {
-                "xref": "paper", "x": 1, "xanchor": "right", "yref": "y", "y": manual_best, "yanchor": "top",
-                "text": f"best manual run (Part I): {manual_best:.1f}%", "showarrow": False,
-            }
-        )  # fmt: skip
-    return {"data": traces, "layout": layout}
-
-
-def architecture_figure(hidden_layers: list[int] | tuple[int, ...]) -> go.Figure:
-    """The network as bars of layer widths: 21 inputs, the hidden layers, 3 outputs."""
-    names = ["input"] + [f"layer_{i}" for i in range(len(hidden_layers))] + ["output"]
-    widths = [len(FEATURES), *[int(u) for u in hidden_layers], len(CLASS_NAMES)]
-    colours = ["#9e9e9e"] + ["#1f77b4"] * len(hidden_layers) + ["#9e9e9e"]
-    figure = go.Figure(go.Bar(x=names, y=widths, text=widths, textposition="outside", marker_color=colours))
-    figure.update_layout(
-        title="Architecture: units per layer",
-        yaxis_title="units",
-        height=300,
-        margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        showlegend=False,
-    )
-    return figure
 
 
 def saved_space(user_attrs: dict) -> SearchSpace | None:

@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import optuna
-import plotly.graph_objects as go
 import pytest
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 from streamlit.testing.v1 import AppTest
 
+from fetal_core import figures, review
 from pages import study_live as live
 from tests.conftest import median_pruning_replayed, shown
 
@@ -141,26 +141,29 @@ def test_live_helpers_progress_eta_and_cut_short_curves():
     done = trials[:3]  # nothing running: the clock stops at the last trial's end (t0 + 25)
     assert live.progress(done, 3, run_started=t0, now=t0 + 500).elapsed == pytest.approx(25)
 
-    curves = go.Figure(live.curves_figure(trials, epochs=4))  # validated: the page skips Plotly's checks
+    curves = figures.intermediate_figure(trials, epochs=4)
     assert len(curves.data) == 4  # the running trial's epochs so far are drawn too
     by_name = {trace.name: trace for trace in curves.data}
     pruned = by_name["trial 1 (pruned)"]
-    assert pruned.line.dash == "dash" and list(pruned.x) == [1, 2] and pruned.line.color == "#9e9e9e"
+    assert pruned.line.dash == "dash" and list(pruned.x) == [1, 2]
+    assert pruned.line.color == figures.STATE_COLOURS["PRUNED"]
     assert list(pruned.marker.size) == [0, 10] and pruned.marker.symbol == "x"  # cut short: a cross at the end
     assert by_name["trial 0 (complete)"].line.dash is None
     assert list(by_name["trial 3 (running)"].y) == [72, 74]
 
-    history = go.Figure(live.history_figure(trials, manual_best=88.5))
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    history = figures.history_figure(review.snapshot(finished), finished[1:2], manual_best=88.5)
     assert [shape.y0 for shape in history.layout.shapes] == [88.5]
     assert "88.5%" in history.layout.annotations[0].text
-    assert go.Figure(live.history_figure(trials)).layout.shapes == ()
-    best_so_far = next(trace for trace in history.data if trace.name == "best so far")
-    assert list(best_so_far.y) == [90]
-    assert live.as_figure(live.curves_figure(trials)).to_dict()["data"][0]["name"] == "trial 0 (complete)"
+    assert figures.history_figure(review.snapshot(finished)).layout.shapes == ()
+    best_so_far = next(trace for trace in history.data if trace.name == "Best Value")
+    assert max(best_so_far.y) == best_so_far.y[-1] == 90
+    cross = next(trace for trace in history.data if trace.name.startswith("pruned"))
+    assert (list(cross.x), list(cross.y)) == ([1], [61])  # the pruned trial at its last reported value
 
     table = live.trial_table(trials)
     assert list(table["trial"]) == [3, 2, 1, 0] and list(table["epochs"]) == [2, 1, 2, 4]
-    assert list(live.architecture_figure([64, 32]).data[0].y) == [21, 64, 32, 3]
+    assert list(figures.architecture_figure([64, 32]).data[0].y) == [21, 64, 32, 3]
 
 
 def test_an_unusable_storage_is_reported_not_a_crash(monkeypatch, data_path):

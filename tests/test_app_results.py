@@ -173,11 +173,11 @@ def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path,
     at = open_results(monkeypatch, data_path, url)
     assert "1 trial(s) running: this page refreshes every 2 s" in texts(at.caption)
     intermediate = at.get("plotly_chart")[1].proto.spec
-    assert "running (1)" in intermediate
+    assert "trial 5 (running)" in intermediate  # few trials: one trace (legend entry) per trial
     trial.report(76.0, 2)  # the worker goes on; the next refresh shows it
     at.run()
     traces = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
-    running_y = next(t["y"] for t in traces if t["name"] == "running (1)")  # a float32 array, sent as base64
+    running_y = next(t["y"] for t in traces if t["name"] == "trial 5 (running)")  # a float32 array, sent as base64
     assert np.frombuffer(base64.b64decode(running_y["bdata"]), running_y["dtype"]).tolist()[:2] == [75.0, 76.0]
     study.tell(trial, 80.0)  # finished: the page stops polling and counts it
     at.run()

@@ -188,6 +188,22 @@ def test_fast_trial_loader_equals_optunas_get_all_trials(rdb_url_and_prefix, awa
     assert time.localtime().tm_gmtoff == 5.5 * 3600  # stored UTC times really had to be converted
 
 
+def test_plain_sql_is_used_only_on_the_schema_it_was_checked_on(storage, monkeypatch):
+    """The plain-SQL readers run only at a schema revision the test above checked (this Optuna's own: an upgrade
+    that changes the schema fails here, not silently); at any other revision Optuna's public API reads the
+    same trials and counts, and no SQL touches Optuna's tables."""
+    assert storage.get_head_version() in review.KNOWN_SCHEMAS
+    assert review.sql_readable(storage)
+    study_id = storage.get_study_id_from_name("ours")
+    fast, counted = review.load_trials(storage, study_id), review.list_studies(storage)
+    monkeypatch.setattr(type(storage), "get_current_version", lambda self: "v99.0.0")
+    monkeypatch.setattr(review, "_load_trials_sql", lambda *a: pytest.fail("plain SQL on an unknown schema"))
+    monkeypatch.setattr(review, "_state_counts_sql", lambda *a: pytest.fail("plain SQL on an unknown schema"))
+    assert not review.sql_readable(storage)
+    assert [repr(vars(t)) for t in review.load_trials(storage, study_id)] == [repr(vars(t)) for t in fast]
+    assert review.list_studies(storage) == counted
+
+
 def test_trials_frame_flattens_our_attrs_and_handles_plain_trials(storage):
     ours = review.load_trials(storage, storage.get_study_id_from_name("ours"))
     frame = review.trials_frame(ours)
