@@ -2,10 +2,13 @@
 
 import streamlit as st
 
+from fetal_core.limits import LEARNING_RATE, WEIGHT_DECAY
 from fetal_core.manual import (
     LEARNING_RATES,
     MAX_BATCH,
     MAX_EPOCHS,
+    MAX_LAYERS,
+    MAX_UNITS,
     WEIGHT_DECAYS,
     config_from_query,
     config_to_query,
@@ -30,11 +33,41 @@ from pages.manual_support import (
 enter_through_app()
 
 CONFIG_KEY = "part1_config"  # the last submitted settings (widget state is lost on a page switch)
-WIDGETS = {  # TrainConfig field -> widget key (a widget with key k carries the CSS class st-key-k)
-    "hidden_layers": "part1_layers", "batch_size": "part1_batch", "optimizer": "part1_optimizer",
-    "learning_rate": "part1_lr", "weight_decay": "part1_wd", "scheduler": "part1_scheduler",
-    "epochs": "part1_epochs", "seed": "part1_seed", "standardize": "part1_standardize",
+EXACT_KEY = "part1_exact"  # the "type exact values" toggle: number boxes instead of sliders
+SHARED_WIDGETS = {  # TrainConfig field -> widget key, the same in both modes (a key k carries the CSS class st-key-k)
+    "optimizer": "part1_optimizer", "scheduler": "part1_scheduler", "seed": "part1_seed",
+    "standardize": "part1_standardize",
 }  # fmt: skip
+SLIDER_WIDGETS = {"batch_size": "part1_batch_slider", "epochs": "part1_epochs_slider",
+                  "learning_rate": "part1_lr", "weight_decay": "part1_wd"}  # fmt: skip
+EXACT_WIDGETS = {"hidden_layers": "part1_layers", "batch_size": "part1_batch", "epochs": "part1_epochs",
+                 "learning_rate": "part1_lr_exact", "weight_decay": "part1_wd_exact"}  # fmt: skip
+LAYER_COUNT_KEY = "part1_layer_count"  # slider mode: how many hidden layers (outside the form: it adds sliders)
+
+
+def width_key(layer: int) -> str:
+    return f"part1_width_{layer}"
+
+
+def widget_values(config: TrainConfig, exact: bool) -> dict:
+    """The widget key -> value pairs that show ``config`` in the chosen mode."""
+    values = {key: getattr(config, name) for name, key in SHARED_WIDGETS.items()}
+    if exact:
+        values.update({key: getattr(config, name) for name, key in EXACT_WIDGETS.items()})
+        values[EXACT_WIDGETS["hidden_layers"]] = format_layers(config.hidden_layers)
+    else:
+        values.update({key: getattr(config, name) for name, key in SLIDER_WIDGETS.items()})
+        values[LAYER_COUNT_KEY] = len(config.hidden_layers)
+        values.update({width_key(i): units for i, units in enumerate(config.hidden_layers)})
+    return values
+
+
+def forget_widgets() -> None:
+    """Drop every settings widget's value: the next run fills them from the stored config (either mode)."""
+    for key in [*SHARED_WIDGETS.values(), *SLIDER_WIDGETS.values(), *EXACT_WIDGETS.values(), LAYER_COUNT_KEY,
+                *(width_key(i) for i in range(MAX_LAYERS))]:  # fmt: skip
+        st.session_state.pop(key, None)
+
 
 st.title("Part I: tuning by hand")
 st.write(
@@ -57,9 +90,7 @@ if recovered is not None:
 def apply_to_widgets(config: TrainConfig) -> None:
     """Put a config into the widgets (only valid before they are created in this run)."""
     st.session_state[CONFIG_KEY] = config.to_dict()
-    for name, key in WIDGETS.items():
-        value = getattr(config, name)
-        st.session_state[key] = format_layers(value) if name == "hidden_layers" else value
+    forget_widgets()
 
 
 handed_over = st.session_state.pop("load_into_part1", None)
@@ -85,37 +116,66 @@ elif not link_already_read:
     apply_to_widgets(from_link)
 
 stored = TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict()))
-for name, key in WIDGETS.items():
-    if key not in st.session_state:
-        value = getattr(stored, name)
-        st.session_state[key] = format_layers(value) if name == "hidden_layers" else value
-
 settings_column, chart_column = st.columns([1, 2], gap="large")
+exact = settings_column.toggle(
+    "Type exact values", key=EXACT_KEY, on_change=forget_widgets,
+    help="Number boxes instead of sliders, for values a slider cannot hit. Switching keeps the last trained settings.",
+)  # fmt: skip
+for key, value in widget_values(stored, exact).items():
+    st.session_state.setdefault(key, value)
+if not exact:
+    layer_count = settings_column.slider("Number of hidden layers", 1, MAX_LAYERS, key=LAYER_COUNT_KEY)
+    for i in range(layer_count):  # a layer added since the last run starts as wide as the one before it
+        st.session_state.setdefault(width_key(i), st.session_state.get(width_key(i - 1), stored.hidden_layers[-1]))
+
 with settings_column, st.form("part1_form", border=True):
     st.markdown("**Hyperparameters**")
-    layers_text = st.text_input(
-        "Hidden layer widths", key=WIDGETS["hidden_layers"],
-        help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
-    )  # fmt: skip
-    batch_size = st.number_input("Batch size", 1, MAX_BATCH, step=1, key=WIDGETS["batch_size"],
-                                 help="Rows per weight update (the training part has 1,700 rows).")  # fmt: skip
-    optimizer = st.segmented_control("Optimiser", OPTIMIZERS, key=WIDGETS["optimizer"], required=True)
-    learning_rate = st.select_slider(
-        "Learning rate (log scale)", rate_choices(LEARNING_RATES, st.session_state[WIDGETS["learning_rate"]]),
-        format_func=format_rate, key=WIDGETS["learning_rate"], help="Step size of each update: 1e-5 … 1.",
-    )  # fmt: skip
-    weight_decay = st.select_slider(
-        "Weight decay (log scale)", rate_choices(WEIGHT_DECAYS, st.session_state[WIDGETS["weight_decay"]]),
-        format_func=format_rate, key=WIDGETS["weight_decay"], help="L2 penalty pulling weights to 0: 0 or 1e-5 … 1.",
-    )  # fmt: skip
-    scheduler = st.toggle("Cosine learning-rate scheduler", key=WIDGETS["scheduler"],
+    if exact:
+        layers_text = st.text_input(
+            "Hidden layer widths", key=EXACT_WIDGETS["hidden_layers"],
+            help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
+        )  # fmt: skip
+        batch_size = st.number_input("Batch size", 1, MAX_BATCH, step=1, key=EXACT_WIDGETS["batch_size"],
+                                     help="Rows per weight update (the training part has 1,700 rows).")  # fmt: skip
+    else:
+        widths = [st.slider(f"Units in hidden layer {i + 1}", 1, MAX_UNITS, key=width_key(i))
+                  for i in range(layer_count)]  # fmt: skip
+        layers_text = format_layers(widths)
+        batch_size = st.slider("Batch size", 1, MAX_BATCH, key=SLIDER_WIDGETS["batch_size"],
+                               help="Rows per weight update (the training part has 1,700 rows).")  # fmt: skip
+    optimizer = st.segmented_control("Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"], required=True)
+    if exact:
+        learning_rate = st.number_input(
+            "Learning rate", LEARNING_RATE.low, LEARNING_RATE.high, step=None, format="%g",
+            key=EXACT_WIDGETS["learning_rate"], help=f"Step size of each update: {LEARNING_RATE}.",
+        )  # fmt: skip
+        weight_decay = st.number_input(
+            "Weight decay", WEIGHT_DECAY.low, WEIGHT_DECAY.high, step=None, format="%g",
+            key=EXACT_WIDGETS["weight_decay"], help=f"L2 penalty pulling weights to 0: {WEIGHT_DECAY}.",
+        )  # fmt: skip
+    else:
+        learning_rate = st.select_slider(
+            "Learning rate (log scale)",
+            rate_choices(LEARNING_RATES, st.session_state[SLIDER_WIDGETS["learning_rate"]]),
+            format_func=format_rate, key=SLIDER_WIDGETS["learning_rate"], help="Step size of each update: 1e-5 … 1.",
+        )  # fmt: skip
+        weight_decay = st.select_slider(
+            "Weight decay (log scale)", rate_choices(WEIGHT_DECAYS, st.session_state[SLIDER_WIDGETS["weight_decay"]]),
+            format_func=format_rate, key=SLIDER_WIDGETS["weight_decay"],
+            help="L2 penalty pulling weights to 0: 0 or 1e-5 … 1.",
+        )  # fmt: skip
+    scheduler = st.toggle("Cosine learning-rate scheduler", key=SHARED_WIDGETS["scheduler"],
                           help="Lower the learning rate smoothly to 0 over the epochs.")  # fmt: skip
     standardize = st.toggle(
-        "Standardise features", key=WIDGETS["standardize"],
+        "Standardise features", key=SHARED_WIDGETS["standardize"],
         help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
     )  # fmt: skip
-    epochs = st.number_input("Epochs", 1, MAX_EPOCHS, step=1, key=WIDGETS["epochs"])
-    seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key=WIDGETS["seed"],
+    if exact:
+        epochs = st.number_input("Epochs", 1, MAX_EPOCHS, step=1, key=EXACT_WIDGETS["epochs"])
+    else:
+        epochs = st.slider("Epochs", 1, MAX_EPOCHS, key=SLIDER_WIDGETS["epochs"],
+                           help="Too coarse? Switch on 'Type exact values' above.")  # fmt: skip
+    seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key=SHARED_WIDGETS["seed"],
                            help="Same settings and seed, same curve.")  # fmt: skip
     submitted = st.form_submit_button("▶ Train", type="primary", key="part1_train")
 
