@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.class_mode import nickname_sidebar
 from pages.common import ENTERED_THROUGH_APP, sidebar
 
 st.set_page_config(page_title="Fetal Health HPO Lab", page_icon="🩺", layout="wide")
@@ -17,4 +18,5 @@ navigation = st.navigation(
 )
 st.session_state[ENTERED_THROUGH_APP] = True
 sidebar()
+nickname_sidebar()
 navigation.run()

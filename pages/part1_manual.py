@@ -19,6 +19,7 @@ from fetal_core.manual import (
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
+from pages.class_mode import nickname_query
 from pages.common import current_dataset, dataset_key, enter_through_app
 from pages.manual_support import (
     cached_split,
@@ -193,6 +194,7 @@ if submitted:
         st.session_state[CONFIG_KEY] = config.to_dict()
 
 link = config_to_query(TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict())))
+link.update(nickname_query())  # the nickname stays in the address across a reload
 if dict(st.query_params) != link:
     st.query_params.from_dict(link)  # the address bar now shares these settings
 

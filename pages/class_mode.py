@@ -1,0 +1,68 @@
+"""Class mode's shared Streamlit pieces: the session's nickname (asked once, kept in the URL as ``?nick=``)
+and the lesson in the configured storage. The logic lives in ``fetal_core.lesson``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fetal_core.lesson import check_nickname
+from fetal_core.limits import ConfigError
+from fetal_core.text import plain
+
+NICK_KEY = "nickname"  # session_state: this browser session's checked nickname
+NICK_QUERY = "nick"  # URL query parameter that keeps it across a reload
+
+
+def nickname() -> str | None:
+    """This session's nickname (always one that passed ``check_nickname``), or None."""
+    return st.session_state.get(NICK_KEY)
+
+
+def nickname_query() -> dict[str, str]:
+    """The URL parameter that keeps the nickname (for pages that rewrite ``st.query_params``)."""
+    nick = nickname()
+    return {NICK_QUERY: nick} if nick else {}
+
+
+def _change_nickname() -> None:
+    st.session_state.pop(NICK_KEY, None)
+    if NICK_QUERY in st.query_params:
+        del st.query_params[NICK_QUERY]
+
+
+def _take_typed_nickname() -> None:
+    """The nickname form's submit: keep a valid nickname, or the error to show (never the typed text as Markdown)."""
+    try:
+        st.session_state[NICK_KEY] = check_nickname(st.session_state.get("nick_input", ""))
+    except ConfigError as err:
+        st.session_state["nick_error"] = str(err)
+
+
+def nickname_sidebar() -> None:
+    """Ask for a nickname once per browser session (or take a valid one from the URL) and show it as text."""
+    nick = nickname()
+    with st.sidebar, st.container(key="nick_box"):
+        if nick is None and NICK_QUERY in st.query_params:
+            try:
+                nick = check_nickname(st.query_params[NICK_QUERY])
+            except ConfigError as err:
+                st.error(f"Ignored the nickname in the link: {plain(err)}")
+                del st.query_params[NICK_QUERY]
+            else:
+                st.session_state[NICK_KEY] = nick
+        if nick is None:
+            with st.form("nick_form", border=False):
+                st.text_input(
+                    "Your nickname", key="nick_input", placeholder="e.g. Ada_42",
+                    help="Shown beside your runs on the leaderboard: 1 to 24 letters, digits, spaces, '-' or '_'.",
+                )  # fmt: skip
+                st.form_submit_button("Use this nickname", key="nick_submit", on_click=_take_typed_nickname)
+                error = st.session_state.pop("nick_error", None)
+                if error:
+                    st.error(plain(error))
+        else:
+            st.caption("Your nickname")
+            st.markdown(f"**{plain(nick)}**")
+            st.button("Change nickname", key="nick_change", on_click=_change_nickname, type="tertiary")
+    if nick is not None and st.query_params.get(NICK_QUERY) != nick:
+        st.query_params.from_dict({**st.query_params.to_dict(), NICK_QUERY: nick})  # a reload keeps it
