@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fetal_core.lesson import check_nickname
+from fetal_core.lesson import check_nickname, current_lesson, record_run
 from fetal_core.limits import ConfigError
 from fetal_core.text import plain
+from pages.common import configured_storage
 
+RECORD_ERROR_KEY = "lesson_record_error"  # session_state: why the last run could not be recorded
 NICK_KEY = "nickname"  # session_state: this browser session's checked nickname
 NICK_QUERY = "nick"  # URL query parameter that keeps it across a reload
 
@@ -66,3 +68,18 @@ def nickname_sidebar() -> None:
             st.button("Change nickname", key="nick_change", on_click=_change_nickname, type="tertiary")
     if nick is not None and st.query_params.get(NICK_QUERY) != nick:
         st.query_params.from_dict({**st.query_params.to_dict(), NICK_QUERY: nick})  # a reload keeps it
+
+
+def record_in_lesson(record: dict) -> None:
+    """Add a finished or stopped Part I run to the current lesson's by-hand study (the class leaderboard).
+
+    Called while a Stop may be unwinding the page, so it draws nothing: a storage error is kept in
+    ``RECORD_ERROR_KEY`` for the page to show, and the run stays in the session's history either way.
+    """
+    try:
+        storage = configured_storage()
+        record_run(storage, current_lesson(storage), record, nickname())
+    except Exception as err:  # the storage is down or busy: Part I keeps working without the leaderboard
+        st.session_state[RECORD_ERROR_KEY] = f"{record.get('label', 'This run')} is not on the leaderboard: {err}"
+    else:
+        st.session_state.pop(RECORD_ERROR_KEY, None)

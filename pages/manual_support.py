@@ -19,6 +19,7 @@ import streamlit as st
 from fetal_core.data import CLASS_NAMES, Dataset, Split, split_dataset
 from fetal_core.manual import best_run, config_changes, make_run_record, read_curve, run_table, runnable_script
 from fetal_core.training import TrainConfig, train
+from pages.class_mode import record_in_lesson
 
 RUNS_KEY, BEST_KEY, LIVE_KEY = "manual_runs", "best_manual_run", "part1_live_run"
 MIN_REDRAW_SECONDS = 0.15  # at most ~7 chart frames a second (each one re-mounts the Plotly chart) ...
@@ -110,6 +111,7 @@ def session_runs() -> list[dict]:
 
 
 def _store(record: dict) -> None:
+    record_in_lesson(record)  # the class's copy, in the storage
     runs = session_runs()
     runs.append(record)
     best = best_run(runs)

@@ -19,7 +19,7 @@ from fetal_core.manual import (
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from pages.class_mode import nickname_query
+from pages.class_mode import RECORD_ERROR_KEY, nickname_query
 from pages.common import current_dataset, dataset_key, enter_through_app
 from pages.manual_support import (
     cached_split,
@@ -209,6 +209,9 @@ with chart_column:
         train_live(config, split, chart, status, stop_slot)
         stop_slot.empty()
 
+record_error = st.session_state.pop(RECORD_ERROR_KEY, None)
+if record_error:
+    st.warning(plain(record_error, 300))
 runs = session_runs()
 if not runs:
     status.caption("Press **Train** to start; the curve draws here while the network learns.")

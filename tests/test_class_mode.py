@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+import optuna
 import pytest
+from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
-from fetal_core.lesson import check_nickname
+from fetal_core.lesson import DEFAULT_LESSON, check_nickname, current_lesson, hand_study_name, record_run
 from fetal_core.limits import ConfigError
+from fetal_core.review import load_trials, trials_frame
+from fetal_core.search import SearchSpace
+from fetal_core.storage import open_storage
+from fetal_core.training import TrainConfig
 from tests.conftest import ROOT, shown
 
 PART1 = "pages/part1_manual.py"
@@ -88,3 +96,67 @@ def test_a_hostile_nickname_is_refused_with_one_error_in_the_form_and_in_the_url
     if value:
         [error] = [e.value for e in linked.error]
         assert shown(error).startswith("Ignored the nickname in the link: nickname:")
+
+
+# ---------------------------------------------------------------- Part I runs recorded in the lesson's study
+
+
+def constructed_record(stopped: bool = False, accuracy=(80.0, 85.0, 88.0), label: str = "Run 1") -> dict:
+    config = TrainConfig(hidden_layers=(32, 16, 8), batch_size=64, optimizer="RMSprop", learning_rate=3e-4,
+                         weight_decay=1e-4, scheduler=False, epochs=5 if stopped else 3, seed=7)  # fmt: skip
+    history = [{"epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_loss": 0.5, "val_accuracy": a,
+                "balanced_accuracy": 60.0, "seconds": 0.1 * (e + 1)} for e, a in enumerate(accuracy)]  # fmt: skip
+    return {"config": config.to_dict(), "history": history, "final_val_accuracy": accuracy[-1],
+            "best_val_accuracy": max(accuracy), "balanced_accuracy": 60.0, "confusion_matrix": None,
+            "per_class_recall": {}, "stopped_early": stopped, "seconds": 0.3, "null_accuracy": 77.8,
+            "number": 1, "label": label, "waited_seconds": 0.0}  # fmt: skip
+
+
+def test_a_run_is_a_trial_in_the_search_space_names_with_its_curve_and_who_ran_it(sqlite_url):
+    storage = open_storage(sqlite_url)
+    lesson = current_lesson(storage)
+    assert lesson.name == DEFAULT_LESSON  # before any instructor: the default lesson
+    assert record_run(storage, lesson, constructed_record(), "Ada") == 0
+    assert record_run(storage, lesson, constructed_record(stopped=True, accuracy=(70.0, 75.0)), "Bob") == 1
+
+    finished, stopped = optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage).trials
+    assert (finished.state, finished.value, stopped.state, stopped.value) == (
+        TrialState.COMPLETE, 88.0, TrialState.PRUNED, 75.0
+    )  # fmt: skip
+    assert finished.intermediate_values == {1: 80.0, 2: 85.0, 3: 88.0} and stopped.intermediate_values == {1: 70.0,
+                                                                                                            2: 75.0}
+    assert finished.user_attrs["nickname"] == "Ada" and stopped.user_attrs["nickname"] == "Bob"
+    assert not finished.user_attrs["stopped_early"] and stopped.user_attrs["stopped_early"]
+    assert datetime.fromisoformat(finished.user_attrs["recorded"])
+    assert finished.user_attrs["config"] == constructed_record()["config"]
+    assert finished.user_attrs["history"]["val_accuracy"] == [80.0, 85.0, 88.0]
+    # The same names a study's trial has: the search space reads the run's params back into its config.
+    space = SearchSpace(min_layers=1, max_layers=8, min_units=1, max_units=1024, min_batch=1, max_batch=2048)
+    suggested = space.suggest(optuna.trial.FixedTrial(finished.params))
+    config = TrainConfig.from_dict(finished.user_attrs["config"])
+    assert suggested == {k: getattr(config, k) for k in suggested}
+    # ... and the Results page reads it like any study.
+    frame = trials_frame(load_trials(storage, storage.get_study_id_from_name(hand_study_name(DEFAULT_LESSON))))
+    assert len(frame) == 2
+
+
+def test_every_finished_or_stopped_part1_run_lands_in_the_lesson_study(app_env, tmp_path):
+    at = app({"nick": "Ada_42"}, page=PART1)
+    at.slider(key="part1_epochs_slider").set_value(3)
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 70.0 + e, "balanced_accuracy": 40.0,
+                "seconds": 0.01 * e} for e in (1, 2)]  # fmt: skip
+    at.session_state["part1_live_run"] = {"config": TrainConfig(epochs=400).to_dict(), "history": history,
+                                          "number": 2, "null_accuracy": 77.8, "waited_seconds": 0.0}  # fmt: skip
+    at.run()  # a run whose script was interrupted mid-training: kept as stopped, and recorded as such
+    assert not at.exception, at.exception
+
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    trials = optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage).trials
+    runs = at.session_state["manual_runs"]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert [t.user_attrs["nickname"] for t in trials] == ["Ada_42", "Ada_42"]
+    assert [t.value for t in trials] == [runs[0]["final_val_accuracy"], 72.0]
+    assert trials[0].intermediate_values == {h["epoch"]: h["val_accuracy"] for h in runs[0]["history"]}
+    assert trials[1].user_attrs["stopped_early"] is True
