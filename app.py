@@ -14,6 +14,7 @@ navigation = st.navigation(
         st.Page("pages/part2_study.py", title="Part II: Optuna study", icon="🔎"),
         st.Page("pages/results.py", title="Results", icon="📊"),
         st.Page("pages/race.py", title="Strategy race", icon="🏁"),
+        st.Page("pages/leaderboard.py", title="Leaderboard", icon="🏆"),
     ]
 )
 st.session_state[ENTERED_THROUGH_APP] = True

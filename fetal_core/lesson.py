@@ -213,3 +213,177 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
     study = hand_study(storage, lesson)
     trial_id = storage.create_new_trial(study._study_id, template_trial=trial)
     return storage.get_trial_number_from_id(trial_id)
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+def board_fingerprint(storage: optuna.storages.BaseStorage) -> tuple:
+    """What changes when the leaderboard must change: the class state and the trial counts of the current
+    lesson's by-hand and class studies. One attrs read and one grouped count per study (cheap to poll)."""
+    from .review import ReviewError, study_state
+
+    state = class_state(storage)
+    lesson = current_lesson(storage, state)
+    counts = []
+    for name in (lesson.hand_study, lesson.class_study):
+        try:
+            counts.append(None if name is None else tuple(study_state(storage, name).__dict__.values()))
+        except ReviewError:
+            counts.append(None)
+    return repr(sorted(state.items(), key=lambda item: item[0])), *counts
+
+
+def lesson_trials(storage: optuna.storages.BaseStorage, lesson: Lesson) -> tuple[list, list]:
+    """The lesson's recorded runs (finished or stopped, removed ones left out) and its class study's
+    finished trials (empty without one), each sorted by number."""
+    from .review import load_trials
+
+    found = []
+    for name in (lesson.hand_study, lesson.class_study):
+        try:
+            found.append([] if name is None else load_trials(storage, storage.get_study_id_from_name(name)))
+        except KeyError:
+            found.append([])
+    hand, machine = found
+    removed = set(lesson.removed)
+    return [t for t in hand if t.number not in removed], machine
+
+
+NO_NICKNAME = "(no nickname)"
+Trials = Sequence[optuna.trial.FrozenTrial]
+
+
+def student(trial: optuna.trial.FrozenTrial) -> str:
+    """Who made a recorded run (the nickname it was recorded with; checked again, never trusted)."""
+    try:
+        return check_nickname(trial.user_attrs.get("nickname"))
+    except ConfigError:
+        return NO_NICKNAME
+
+
+def _finished(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+
+
+def _layers(trial: optuna.trial.FrozenTrial) -> list[int]:
+    return [int(trial.params[f"layer_{i}"]) for i in range(int(trial.params.get("num_layers", 0)))
+            if f"layer_{i}" in trial.params]  # fmt: skip
+
+
+def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
+    """One row per student: their best finished run (rank, accuracy, settings) and how many runs they made."""
+    by_student: dict[str, list] = {}
+    for trial in hand:
+        by_student.setdefault(student(trial), []).append(trial)
+    rows = []
+    for name, trials in by_student.items():
+        finished = _finished(trials)
+        best = max(finished, key=lambda t: t.value, default=None)
+        row: dict[str, Any] = {"student": name, "best accuracy %": None if best is None else round(best.value, 2),
+                               "runs": len(trials), "finished": len(finished)}  # fmt: skip
+        if best is not None:
+            p, config = best.params, best.user_attrs.get("config") or {}
+            row.update({"hidden layers": "-".join(str(u) for u in _layers(best)), "batch": p.get("batch_size"),
+                        "optimiser": p.get("optimizer"), "lr": f"{p.get('learning_rate', 0):g}",
+                        "weight decay": f"{p.get('weight_decay', 0):g}", "scheduler": bool(p.get("scheduler")),
+                        "standardised": bool(config.get("standardize")), "epochs": config.get("epochs"),
+                        "run": best.number})  # fmt: skip
+        rows.append(row)
+    rows.sort(key=lambda r: (r["best accuracy %"] is None, -(r["best accuracy %"] or 0.0), r["student"]))
+    for rank, row in enumerate(rows, start=1):
+        row["rank"] = rank if row["best accuracy %"] is not None else None
+    return [{"rank": r.pop("rank"), **r} for r in rows]
+
+
+def _best_so_far(values: Sequence[float]) -> list[float]:
+    best, out = -math.inf, []
+    for v in values:
+        best = max(best, v)
+        out.append(best)
+    return out
+
+
+def hand_vs_machine_figure(hand: Trials, machine: Trials) -> dict:
+    """The class's finished runs and Optuna's finished trials on one optimisation-history plot (a Plotly dict):
+    each as points in the order they finished, with its best-so-far line."""
+    from .text import plotly_text
+
+    data = []
+    for label, trials, colour in (("by hand", hand, "#d62728"), ("Optuna", machine, "#1f77b4")):
+        finished = sorted(_finished(trials), key=lambda t: (t.datetime_complete or datetime.min, t.number))
+        x = list(range(1, len(finished) + 1))
+        values = [t.value for t in finished]
+        hover = [plotly_text(f"{student(t) if label == 'by hand' else 'trial'} #{t.number}: {t.value:.2f}%")
+                 for t in finished]  # fmt: skip
+        data.append({"type": "scatter", "mode": "markers", "name": f"{label}: each run" if label == "by hand"
+                     else "Optuna: each trial", "x": x, "y": values, "text": hover, "hoverinfo": "text",
+                     "marker": {"color": colour, "size": 7, "opacity": 0.6}})  # fmt: skip
+        data.append({"type": "scatter", "mode": "lines", "name": f"{label}: best so far", "x": x,
+                     "y": _best_so_far(values), "line": {"color": colour, "width": 2.5, "shape": "hv"}})  # fmt: skip
+    return {
+        "data": data,
+        "layout": {"title": {"text": "Hand vs machine: the class's runs and Optuna's trials"}, "height": 420,
+                   "margin": {"l": 10, "r": 10, "t": 50, "b": 10}, "legend": {"orientation": "h", "y": -0.2},
+                   "xaxis": {"title": {"text": "run or trial, in the order they finished"}},
+                   "yaxis": {"title": {"text": "final validation accuracy %"}}},
+    }  # fmt: skip
+
+
+def _decade(value: float) -> int:
+    return math.floor(math.log10(value) + 1e-9)
+
+
+BATCH_BANDS = ((1, 15), (16, 63), (64, 255), (256, 2048))
+
+
+def findings(hand: Trials, machine: Trials = ()) -> list[str]:
+    """Plain-language findings computed from the class's runs: what the top runs share and what no run tried."""
+    finished = _finished(hand)
+    if len(finished) < 3:
+        return [f"Findings appear once the class has finished 3 runs ({len(finished)} so far)."]
+    ranked = sorted(finished, key=lambda t: t.value, reverse=True)
+    top = ranked[: max(3, len(ranked) // 4)]
+    notes = []
+
+    def setting(t: optuna.trial.FrozenTrial) -> dict[str, str]:
+        config = t.user_attrs.get("config") or {}
+        return {"optimiser": str(t.params.get("optimizer")),
+                "cosine scheduler": "on" if t.params.get("scheduler") else "off",
+                "standardised features": "yes" if config.get("standardize") else "no",
+                "hidden layers (count)": str(t.params.get("num_layers"))}  # fmt: skip
+
+    for name in ("optimiser", "cosine scheduler", "standardised features", "hidden layers (count)"):
+        values = [setting(t)[name] for t in top]
+        common = max(set(values), key=values.count)
+        share = values.count(common)
+        if share >= max(2, math.ceil(2 * len(top) / 3)):
+            overall = sum(1 for t in finished if setting(t)[name] == common)
+            notes.append(f"{share} of the top {len(top)} runs share {name} = {common} "
+                         f"({overall} of all {len(finished)} finished runs).")  # fmt: skip
+    rates = sorted(t.params["learning_rate"] for t in top)
+    notes.append(f"The top {len(top)} runs used learning rates from {rates[0]:g} to {rates[-1]:g} "
+                 f"(best run: {ranked[0].value:.2f}%).")  # fmt: skip
+
+    tried = list(hand)
+    never = []
+    optimizers = {t.params.get("optimizer") for t in tried}
+    never += [f"the {o} optimiser" for o in OPTIMIZERS if o not in optimizers]
+    schedulers = {bool(t.params.get("scheduler")) for t in tried}
+    never += [f"the cosine scheduler {'on' if s else 'off'}" for s in (True, False) if s not in schedulers]
+    if not any((t.user_attrs.get("config") or {}).get("standardize") for t in tried):
+        never.append("standardised features")
+    decades = {_decade(t.params["learning_rate"]) for t in tried}
+    never += [f"a learning rate in [1e{d}, 1e{d + 1})" for d in range(-5, 0) if d not in decades]
+    batches = [int(t.params["batch_size"]) for t in tried]
+    never += [f"batch sizes {low}-{high}" for low, high in BATCH_BANDS if not any(low <= b <= high for b in batches)]
+    depths = {int(t.params.get("num_layers", 0)) for t in tried}
+    never += [f"{d} hidden layer{'s' if d > 1 else ''}" for d in range(1, 5) if d not in depths]
+    if never:
+        notes.append("Never tried by the class: " + "; ".join(never) + ".")
+    machine_best = max((t.value for t in _finished(machine)), default=None)
+    if machine_best is not None:
+        gap = machine_best - ranked[0].value
+        notes.append(f"Optuna's best trial: {machine_best:.2f}% against the class's best by hand "
+                     f"{ranked[0].value:.2f}% ({gap:+.2f} points).")  # fmt: skip
+    return notes

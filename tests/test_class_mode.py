@@ -9,7 +9,15 @@ import pytest
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
-from fetal_core.lesson import DEFAULT_LESSON, check_nickname, current_lesson, hand_study_name, record_run
+from fetal_core.lesson import (
+    DEFAULT_LESSON,
+    check_nickname,
+    current_lesson,
+    findings,
+    hand_study_name,
+    lesson_trials,
+    record_run,
+)
 from fetal_core.limits import ConfigError
 from fetal_core.review import load_trials, trials_frame
 from fetal_core.search import SearchSpace
@@ -160,3 +168,46 @@ def test_every_finished_or_stopped_part1_run_lands_in_the_lesson_study(app_env, 
     assert [t.value for t in trials] == [runs[0]["final_val_accuracy"], 72.0]
     assert trials[0].intermediate_values == {h["epoch"]: h["val_accuracy"] for h in runs[0]["history"]}
     assert trials[1].user_attrs["stopped_early"] is True
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+def test_leaderboard_ranks_each_students_best_run_and_computes_findings(app_env, tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    lesson = current_lesson(storage)
+    for nick, accuracy in (("Ada", (80.0, 86.0)), ("Bob", (81.0, 90.0)), ("Ada", (82.0, 88.5)), ("Cy", (70.0, 79.0))):
+        record_run(storage, lesson, constructed_record(accuracy=accuracy), nick)
+    record_run(storage, lesson, constructed_record(stopped=True, accuracy=(95.0,)), "Dee")  # stopped: no best
+    tampered = constructed_record(accuracy=(60.0, 61.0))
+    record_run(storage, lesson, tampered, "<b>x</b>")  # written around the UI: shown without its markup
+
+    at = app(page="pages/leaderboard.py")
+    [table] = [d.value for d in at.dataframe if "student" in d.value.columns]
+    assert list(table["student"]) == ["Bob", "Ada", "Cy", "(no nickname)", "Dee"]
+    assert list(table["best accuracy %"])[:4] == [90.0, 88.5, 79.0, 61.0]
+    assert list(table["runs"]) == [1, 2, 1, 1, 1]
+    assert not any("<b>" in str(v) for v in table.to_numpy().ravel())
+    [chart] = at.get("plotly_chart")
+    assert "by hand: each run" in chart.proto.spec
+    notes = " ".join(shown(m.value) for m in at.markdown)
+    assert "share optimiser = RMSprop" in notes and "Never tried by the class: the SGD optimiser" in notes
+
+    record_run(storage, lesson, constructed_record(accuracy=(91.0, 93.0)), "Cy")  # a new run lands ...
+    at.run()  # ... and the next look of the board shows it
+    [table] = [d.value for d in at.dataframe if "student" in d.value.columns]
+    assert list(table["student"])[:2] == ["Cy", "Bob"] and list(table["best accuracy %"])[0] == 93.0
+
+
+def test_findings_name_what_the_top_runs_share_and_what_nobody_tried(sqlite_url):
+    storage = open_storage(sqlite_url)
+    lesson = current_lesson(storage)
+    assert findings([]) == ["Findings appear once the class has finished 3 runs (0 so far)."]
+    for accuracy in ((80.0, 85.0), (80.0, 87.0), (80.0, 89.0)):
+        record_run(storage, lesson, constructed_record(accuracy=accuracy), "Ada")
+    hand, machine = lesson_trials(storage, lesson)
+    notes = findings(hand, machine)
+    assert "3 of the top 3 runs share optimiser = RMSprop (3 of all 3 finished runs)." in notes
+    assert any(n.startswith("Never tried by the class: the SGD optimiser; the Adam optimiser; the cosine scheduler "
+                            "on; standardised features; a learning rate in [1e-5, 1e-4)") for n in notes)  # fmt: skip
+    assert not any("3 hidden layers" in n for n in notes)  # the runs used 3 layers
