@@ -8,7 +8,10 @@ the storage stays the one source of truth for every server process and every stu
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
+import os
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -387,3 +390,151 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
         notes.append(f"Optuna's best trial: {machine_best:.2f}% against the class's best by hand "
                      f"{ranked[0].value:.2f}% ({gap:+.2f} points).")  # fmt: skip
     return notes
+
+
+# ---------------------------------------------------------------- the instructor's presets for Part I
+
+CONTROLS = ("hidden_layers", "batch_size", "optimizer", "learning_rate", "weight_decay", "scheduler",
+            "standardize", "epochs", "seed")  # fmt: skip  (Part I's controls, TrainConfig's fields)
+RANGED = {"batch_size": limits.BATCH_SIZE, "learning_rate": limits.LEARNING_RATE,
+          "weight_decay": limits.WEIGHT_DECAY, "units": limits.UNITS, "layers": limits.LAYERS}  # fmt: skip
+VISIBILITY = ("choose", "fixed", "hidden")  # the student sets it / sees it fixed / does not see it (fixed)
+
+
+@dataclass(frozen=True)
+class Presets:
+    """How a lesson shapes Part I for every student: per control ``visibility`` (``VISIBILITY``; a fixed or
+    hidden control takes ``fixed[control]``, else the notebook's default), allowed ``ranges`` for the numbers
+    (``RANGED`` keys -> (low, high)) and an ``max_epochs`` cap. Validated on creation (``ConfigError``)."""
+
+    visibility: dict[str, str] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        for control, seen in self.visibility.items():
+            if control not in CONTROLS or seen not in VISIBILITY:
+                raise ConfigError(f"presets: {clip(repr(control), 30)} = {clip(repr(seen), 20)} is not a control "
+                                  f"and one of {', '.join(VISIBILITY)}.")  # fmt: skip
+        unknown = [c for c in self.fixed if c not in CONTROLS]
+        if unknown:
+            raise ConfigError(f"presets: {clip(repr(unknown[0]), 30)} is not a Part I control.")
+        TrainConfig.from_dict({**TrainConfig().to_dict(), **self.fixed})  # the fixed values are valid settings
+        ranges = {}
+        for name, pair in self.ranges.items():
+            if name not in RANGED:
+                raise ConfigError(f"presets: {clip(repr(name), 30)} has no range.")
+            whole = name in ("batch_size", "units", "layers")
+            low, high = (limits.check(f"{name}: the low end", v, RANGED[name], whole=whole) for v in pair)
+            if low > high:
+                raise ConfigError(f"{name}: the low end {low:g} is above the high end {high:g}.")
+            ranges[name] = (low, high)
+        object.__setattr__(self, "ranges", ranges)
+        if self.max_epochs is not None:
+            object.__setattr__(self, "max_epochs", int(limits.check("epochs cap", self.max_epochs, limits.EPOCHS,
+                                                                     whole=True)))  # fmt: skip
+
+    def seen(self, control: str) -> str:
+        return self.visibility.get(control, "choose")
+
+    def range(self, name: str) -> tuple[float, float]:
+        """The allowed range of a number (``RANGED`` key or ``epochs``), the lab's limits where the lesson sets none."""
+        if name == "epochs":
+            return 1, self.max_epochs or int(limits.EPOCHS.high)
+        allowed = RANGED[name]
+        return self.ranges.get(name, (allowed.low, allowed.high))
+
+    def fixed_value(self, control: str) -> Any:
+        return self.fixed.get(control, getattr(TrainConfig(), control))
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with the fixed controls set and every number moved into its range (for the widgets)."""
+        values = config.to_dict()
+        for control in CONTROLS:
+            if self.seen(control) != "choose":
+                values[control] = self.fixed_value(control)
+
+        def into(name: str, value: float) -> float:
+            low, high = self.range(name)
+            return min(max(value, low), high)
+
+        for name in ("batch_size", "learning_rate", "weight_decay", "epochs"):
+            values[name] = type(values[name])(into(name, values[name]))
+        layers = list(values["hidden_layers"])[: int(self.range("layers")[1])]
+        layers += layers[-1:] * (int(self.range("layers")[0]) - len(layers))
+        values["hidden_layers"] = [int(into("units", u)) for u in layers]
+        return TrainConfig.from_dict(values)
+
+    def enforce(self, config: TrainConfig) -> TrainConfig:
+        """The config a student may train: fixed controls set; a number outside the lesson's range is a
+        ``ConfigError`` naming it (the widgets keep numbers in range; this guards what reaches the server)."""
+        values = config.to_dict()
+        for control in CONTROLS:
+            if self.seen(control) != "choose":
+                values[control] = self.fixed_value(control)
+        checks = [("batch_size", "batch size", values["batch_size"]), ("learning_rate", "learning rate",
+                  values["learning_rate"]), ("weight_decay", "weight decay", values["weight_decay"]),
+                  ("epochs", "epochs", values["epochs"]), ("layers", "hidden layers", len(values["hidden_layers"]))]
+        checks += [("units", f"hidden layer {i + 1}", u) for i, u in enumerate(values["hidden_layers"])]
+        for name, label, value in checks:
+            low, high = self.range(name)
+            if not low <= value <= high:
+                raise ConfigError(f"{label}: {value:g} is outside this lesson's range {low:g} to {high:g}.")
+        return TrainConfig.from_dict(values)
+
+    def to_dict(self) -> dict:
+        return {"visibility": dict(self.visibility), "fixed": dict(self.fixed),
+                "ranges": {k: list(v) for k, v in self.ranges.items()}, "max_epochs": self.max_epochs}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> Presets:
+        """Presets as stored; anything unusable (a storage edited by hand) gives no presets at all."""
+        if not isinstance(d, dict):
+            return cls()
+        try:
+            fixed = dict(d.get("fixed") or {})
+            if "hidden_layers" in fixed:
+                fixed["hidden_layers"] = tuple(fixed["hidden_layers"])
+            return cls(dict(d.get("visibility") or {}), fixed,
+                       {k: tuple(v) for k, v in (d.get("ranges") or {}).items()}, d.get("max_epochs"))  # fmt: skip
+        except (ConfigError, TypeError, ValueError, AttributeError):
+            return cls()
+
+
+def lesson_presets(lesson: Lesson) -> Presets:
+    return Presets.from_dict(lesson.presets)
+
+
+# ---------------------------------------------------------------- the instructor's key
+
+INSTRUCTOR_KEY_ENV = "FETAL_HPO_INSTRUCTOR_KEY"
+
+
+def instructor_key() -> str | None:
+    """The instructor key the server was started with (``FETAL_HPO_INSTRUCTOR_KEY``), None when unset or empty."""
+    key = os.environ.get(INSTRUCTOR_KEY_ENV)
+    return key if key else None
+
+
+def key_matches(typed: object, key: str | None = None) -> bool:
+    """Whether ``typed`` is the instructor key (compared in constant time; False when there is no key)."""
+    key = instructor_key() if key is None else key
+    if not key or not isinstance(typed, str):
+        return False
+    return hmac.compare_digest(typed.encode("utf-8", "surrogatepass"), key.encode("utf-8", "surrogatepass"))
+
+
+def session_token(key: str | None = None) -> str | None:
+    """What a session that entered the key keeps instead of the key itself (a keyed hash of it): the key is
+    never stored in a session, and a session's token stops working when the server's key changes."""
+    key = instructor_key() if key is None else key
+    if not key:
+        return None
+    return hmac.new(key.encode("utf-8", "surrogatepass"), b"fetal-hpo-instructor-session", hashlib.sha256).hexdigest()
+
+
+def token_valid(token: object) -> bool:
+    """Whether a session's stored token grants the instructor's actions (constant-time; False without a key)."""
+    expected = session_token()
+    return expected is not None and isinstance(token, str) and hmac.compare_digest(token, expected)

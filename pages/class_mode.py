@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fetal_core.lesson import check_nickname, current_lesson, record_run
+from fetal_core.lesson import (
+    Presets,
+    check_nickname,
+    current_lesson,
+    key_matches,
+    lesson_presets,
+    record_run,
+    session_token,
+    token_valid,
+)
 from fetal_core.limits import ConfigError
 from fetal_core.text import plain
-from pages.common import configured_storage
+from pages.common import app_settings, configured_storage
 
 RECORD_ERROR_KEY = "lesson_record_error"  # session_state: why the last run could not be recorded
 NICK_KEY = "nickname"  # session_state: this browser session's checked nickname
@@ -83,3 +92,59 @@ def record_in_lesson(record: dict) -> None:
         st.session_state[RECORD_ERROR_KEY] = f"{record.get('label', 'This run')} is not on the leaderboard: {err}"
     else:
         st.session_state.pop(RECORD_ERROR_KEY, None)
+
+
+PRESETS_TTL_SECONDS = 2.0  # a change of presets reaches every student's next Part I run within 2 s
+
+
+@st.cache_data(ttl=PRESETS_TTL_SECONDS, show_spinner=False)
+def _lesson_presets(url: str) -> dict:
+    return lesson_presets(current_lesson(configured_storage())).to_dict()
+
+
+def lesson_presets_now() -> Presets:
+    """The current lesson's presets for Part I (none when the storage cannot be read: Part I keeps working)."""
+    try:
+        return Presets.from_dict(_lesson_presets(app_settings().storage_url))
+    except Exception:
+        return Presets()
+
+
+# ---------------------------------------------------------------- the instructor
+
+INSTRUCTOR_TOKEN_KEY = "instructor_token"  # session_state: a keyed hash of the key, never the key itself
+
+
+def is_instructor() -> bool:
+    """Whether this session entered the server's instructor key (re-checked at every action)."""
+    return token_valid(st.session_state.get(INSTRUCTOR_TOKEN_KEY))
+
+
+def unlock_with_typed_key() -> None:
+    """The key form's submit: keep the session token on a match; forget what was typed either way."""
+    typed = st.session_state.pop("instructor_key_input", "")
+    if key_matches(typed):
+        st.session_state[INSTRUCTOR_TOKEN_KEY] = session_token()
+    else:
+        st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
+        st.session_state["instructor_refused"] = True
+
+
+def lock() -> None:
+    st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
+
+
+def preselect_class_study(names: list[str]) -> str | None:
+    """Part II: select the current lesson's class study once per session and class study (the student may
+    then pick another). Returns the class study's name when there is one in ``names``."""
+    try:
+        class_study = current_lesson(configured_storage()).class_study
+    except Exception:
+        return None
+    if class_study not in names:
+        return None
+    if st.session_state.get("p2_class_study_offered") != class_study:
+        st.session_state["p2_class_study_offered"] = class_study
+        st.session_state["p2_pending_choice"] = class_study
+        st.session_state.pop("p2_sampler", None)  # Part II fills its form from the chosen study
+    return class_study

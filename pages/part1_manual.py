@@ -2,24 +2,23 @@
 
 import streamlit as st
 
-from fetal_core.limits import LEARNING_RATE, WEIGHT_DECAY
+from fetal_core.lesson import CONTROLS
 from fetal_core.manual import (
+    LABELS,
     LEARNING_RATES,
-    MAX_BATCH,
-    MAX_EPOCHS,
     MAX_LAYERS,
-    MAX_UNITS,
     WEIGHT_DECAYS,
     config_from_query,
     config_to_query,
     format_layers,
     format_rate,
+    format_setting,
     parse_hidden_layers,
     rate_choices,
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from pages.class_mode import RECORD_ERROR_KEY, nickname_query
+from pages.class_mode import RECORD_ERROR_KEY, lesson_presets_now, nickname_query
 from pages.common import current_dataset, dataset_key, enter_through_app
 from pages.manual_support import (
     cached_split,
@@ -34,6 +33,7 @@ from pages.manual_support import (
 enter_through_app()
 
 CONFIG_KEY = "part1_config"  # the last submitted settings (widget state is lost on a page switch)
+PRESETS_SEEN_KEY = "part1_presets_seen"  # the lesson presets the widgets were last set up for
 EXACT_KEY = "part1_exact"  # the "type exact values" toggle: number boxes instead of sliders
 SHARED_WIDGETS = {  # TrainConfig field -> widget key, the same in both modes (a key k carries the CSS class st-key-k)
     "optimizer": "part1_optimizer", "scheduler": "part1_scheduler", "seed": "part1_seed",
@@ -116,7 +116,31 @@ elif not link_already_read:
         st.warning(plain(note))  # quotes the link's values: text, not Markdown
     apply_to_widgets(from_link)
 
+presets = lesson_presets_now()  # the instructor's presets of the current lesson (defaults: none)
 stored = TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict()))
+if st.session_state.get(PRESETS_SEEN_KEY) != presets.to_dict():  # new presets: the widgets start inside them
+    st.session_state[PRESETS_SEEN_KEY] = presets.to_dict()
+    stored = presets.apply(stored)
+    st.session_state[CONFIG_KEY] = stored.to_dict()
+    forget_widgets()
+
+
+def choosable(control: str) -> bool:
+    return presets.seen(control) == "choose"
+
+
+def bounds(name: str, whole: bool = True) -> tuple:
+    low, high = presets.range(name)
+    return (int(low), int(high)) if whole else (float(low), float(high))
+
+
+def rate_grid(grid: tuple[float, ...], name: str, current: float) -> list[float]:
+    """The slider's log grid inside the lesson's range, with its ends and the current value."""
+    low, high = bounds(name, whole=False)
+    inside = [v for v in grid if low <= v <= high]
+    return rate_choices([low, *inside, high], current)
+
+
 settings_column, chart_column = st.columns([1, 2], gap="large")
 exact = settings_column.toggle(
     "Type exact values", key=EXACT_KEY, on_change=forget_widgets,
@@ -124,70 +148,80 @@ exact = settings_column.toggle(
 )  # fmt: skip
 for key, value in widget_values(stored, exact).items():
     st.session_state.setdefault(key, value)
-if not exact:
-    layer_count = settings_column.slider("Number of hidden layers", 1, MAX_LAYERS, key=LAYER_COUNT_KEY)
+fixed = [c for c in CONTROLS if presets.seen(c) == "fixed"]
+if fixed:
+    with settings_column.container(key="part1_fixed"):
+        st.caption("Fixed for this lesson by your instructor: " + "; ".join(
+            f"{LABELS[c]} {plain(format_setting(c, presets.fixed_value(c)))}" for c in fixed))  # fmt: skip
+values = {c: presets.fixed_value(c) for c in CONTROLS}  # fixed and hidden controls keep the lesson's values
+if not exact and choosable("hidden_layers"):
+    layer_count = settings_column.slider("Number of hidden layers", *bounds("layers"), key=LAYER_COUNT_KEY)
     for i in range(layer_count):  # a layer added since the last run starts as wide as the one before it
         st.session_state.setdefault(width_key(i), st.session_state.get(width_key(i - 1), stored.hidden_layers[-1]))
 
 with settings_column, st.form("part1_form", border=True):
     st.markdown("**Hyperparameters**")
-    if exact:
+    layers_text = format_layers(values["hidden_layers"])
+    if choosable("hidden_layers") and exact:
         layers_text = st.text_input(
             "Hidden layer widths", key=EXACT_WIDGETS["hidden_layers"],
             help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
         )  # fmt: skip
-        batch_size = st.number_input("Batch size", 1, MAX_BATCH, step=1, key=EXACT_WIDGETS["batch_size"],
-                                     help="Rows per weight update (the training part has 1,700 rows).")  # fmt: skip
-    else:
-        widths = [st.slider(f"Units in hidden layer {i + 1}", 1, MAX_UNITS, key=width_key(i))
+    elif choosable("hidden_layers"):
+        widths = [st.slider(f"Units in hidden layer {i + 1}", *bounds("units"), key=width_key(i))
                   for i in range(layer_count)]  # fmt: skip
         layers_text = format_layers(widths)
-        batch_size = st.slider("Batch size", 1, MAX_BATCH, key=SLIDER_WIDGETS["batch_size"],
-                               help="Rows per weight update (the training part has 1,700 rows).")  # fmt: skip
-    optimizer = st.segmented_control("Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"], required=True)
-    if exact:
-        learning_rate = st.number_input(
-            "Learning rate", LEARNING_RATE.low, LEARNING_RATE.high, step=None, format="%g",
-            key=EXACT_WIDGETS["learning_rate"], help=f"Step size of each update: {LEARNING_RATE}.",
+    if choosable("batch_size"):
+        widget = st.number_input if exact else st.slider
+        values["batch_size"] = widget(
+            "Batch size", *bounds("batch_size"), key=(EXACT_WIDGETS if exact else SLIDER_WIDGETS)["batch_size"],
+            help="Rows per weight update (the training part has 1,700 rows).",
         )  # fmt: skip
-        weight_decay = st.number_input(
-            "Weight decay", WEIGHT_DECAY.low, WEIGHT_DECAY.high, step=None, format="%g",
-            key=EXACT_WIDGETS["weight_decay"], help=f"L2 penalty pulling weights to 0: {WEIGHT_DECAY}.",
+    if choosable("optimizer"):
+        values["optimizer"] = st.segmented_control("Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"],
+                                                   required=True)  # fmt: skip
+    for name, label, grid, hint in (("learning_rate", "Learning rate", LEARNING_RATES, "Step size of each update"),
+                                    ("weight_decay", "Weight decay", WEIGHT_DECAYS, "L2 penalty pulling weights to 0")):
+        if not choosable(name):
+            continue
+        low, high = bounds(name, whole=False)
+        if exact:
+            values[name] = st.number_input(label, low, high, step=None, format="%g", key=EXACT_WIDGETS[name],
+                                           help=f"{hint}: {format_rate(low)} to {format_rate(high)}.")  # fmt: skip
+        else:
+            values[name] = st.select_slider(
+                f"{label} (log scale)", rate_grid(grid, name, st.session_state[SLIDER_WIDGETS[name]]),
+                format_func=format_rate, key=SLIDER_WIDGETS[name],
+                help=f"{hint}: {format_rate(low)} to {format_rate(high)}.",
+            )  # fmt: skip
+    if choosable("scheduler"):
+        values["scheduler"] = st.toggle("Cosine learning-rate scheduler", key=SHARED_WIDGETS["scheduler"],
+                                        help="Lower the learning rate smoothly to 0 over the epochs.")  # fmt: skip
+    if choosable("standardize"):
+        values["standardize"] = st.toggle(
+            "Standardise features", key=SHARED_WIDGETS["standardize"],
+            help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
         )  # fmt: skip
-    else:
-        learning_rate = st.select_slider(
-            "Learning rate (log scale)",
-            rate_choices(LEARNING_RATES, st.session_state[SLIDER_WIDGETS["learning_rate"]]),
-            format_func=format_rate, key=SLIDER_WIDGETS["learning_rate"], help="Step size of each update: 1e-5 … 1.",
-        )  # fmt: skip
-        weight_decay = st.select_slider(
-            "Weight decay (log scale)", rate_choices(WEIGHT_DECAYS, st.session_state[SLIDER_WIDGETS["weight_decay"]]),
-            format_func=format_rate, key=SLIDER_WIDGETS["weight_decay"],
-            help="L2 penalty pulling weights to 0: 0 or 1e-5 … 1.",
-        )  # fmt: skip
-    scheduler = st.toggle("Cosine learning-rate scheduler", key=SHARED_WIDGETS["scheduler"],
-                          help="Lower the learning rate smoothly to 0 over the epochs.")  # fmt: skip
-    standardize = st.toggle(
-        "Standardise features", key=SHARED_WIDGETS["standardize"],
-        help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
-    )  # fmt: skip
-    if exact:
-        epochs = st.number_input("Epochs", 1, MAX_EPOCHS, step=1, key=EXACT_WIDGETS["epochs"])
-    else:
-        epochs = st.slider("Epochs", 1, MAX_EPOCHS, key=SLIDER_WIDGETS["epochs"],
-                           help="Too coarse? Switch on 'Type exact values' above.")  # fmt: skip
-    seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key=SHARED_WIDGETS["seed"],
-                           help="Same settings and seed, same curve.")  # fmt: skip
+    if choosable("epochs") and exact:
+        values["epochs"] = st.number_input("Epochs", *bounds("epochs"), step=1, key=EXACT_WIDGETS["epochs"])
+    elif choosable("epochs"):
+        values["epochs"] = st.slider("Epochs", *bounds("epochs"), key=SLIDER_WIDGETS["epochs"],
+                                     help="Too coarse? Switch on 'Type exact values' above.")  # fmt: skip
+    if choosable("seed"):
+        values["seed"] = st.number_input("Seed", 0, 2**31 - 1, step=1, key=SHARED_WIDGETS["seed"],
+                                         help="Same settings and seed, same curve.")  # fmt: skip
     submitted = st.form_submit_button("▶ Train", type="primary", key="part1_train")
+epochs = values["epochs"]
 
 config = None
 if submitted:
     try:
-        config = TrainConfig(
-            hidden_layers=parse_hidden_layers(layers_text), batch_size=int(batch_size), optimizer=optimizer,
-            learning_rate=float(learning_rate), weight_decay=float(weight_decay), scheduler=bool(scheduler),
-            epochs=int(epochs), seed=int(seed), standardize=bool(standardize),
-        )  # fmt: skip
+        config = presets.enforce(TrainConfig(
+            hidden_layers=parse_hidden_layers(layers_text), batch_size=int(values["batch_size"]),
+            optimizer=values["optimizer"], learning_rate=float(values["learning_rate"]),
+            weight_decay=float(values["weight_decay"]), scheduler=bool(values["scheduler"]),
+            epochs=int(values["epochs"]), seed=int(values["seed"]), standardize=bool(values["standardize"]),
+        ))  # fmt: skip
     except ConfigError as err:
         settings_column.error(plain(err))  # quotes what was typed
     else:
