@@ -2,7 +2,7 @@
 trials of the lesson's "by hand" study, so the class's hand-tuned runs live in the storage like any study.
 
 A lesson is a name; its runs are the trials of the study ``hand_study_name(lesson)``. Which lesson is current,
-its presets and its class study are user attrs of one control study (``CONTROL_STUDY``) in the same storage:
+its presets and its class study are user attrs of one control study (``control_study_name()``) in the storage:
 the storage stays the one source of truth for every server process and every student.
 """
 
@@ -57,9 +57,25 @@ DEFAULT_LESSON = "Lesson 1"
 HAND_SUFFIX = " (by hand)"
 
 
+CLASS_ENV = "FETAL_HPO_CLASS"  # optional class name: several classes (or test runs) can share one database
+
+
+def class_prefix() -> str:
+    """``"<class>: "`` when ``FETAL_HPO_CLASS`` names a class (its studies' names start with it), else empty."""
+    name = os.environ.get(CLASS_ENV, "").strip()
+    if name and (len(name) > 60 or not name.isprintable()):
+        raise ConfigError(f"{CLASS_ENV}: {clip(repr(name), 40)}; use up to 60 printable characters.")
+    return f"{name}: " if name else ""
+
+
+def control_study_name() -> str:
+    """The study whose user attrs hold this class's lessons."""
+    return class_prefix() + CONTROL_STUDY
+
+
 def hand_study_name(lesson: str) -> str:
     """The study that holds a lesson's Part I runs."""
-    return f"{lesson}{HAND_SUFFIX}"
+    return f"{class_prefix()}{lesson}{HAND_SUFFIX}"
 
 
 def check_lesson_name(value: object) -> str:
@@ -101,11 +117,13 @@ class Lesson:
 
 def _control_study_id(storage: optuna.storages.BaseStorage, create: bool) -> int | None:
     try:
-        return storage.get_study_id_from_name(CONTROL_STUDY)
+        return storage.get_study_id_from_name(control_study_name())
     except KeyError:
         if not create:
             return None
-    study = optuna.create_study(storage=storage, study_name=CONTROL_STUDY, direction="maximize", load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage, study_name=control_study_name(), direction="maximize", load_if_exists=True
+    )
     return study._study_id
 
 
@@ -199,7 +217,7 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
                              if math.isfinite(h["val_accuracy"])},  # fmt: skip
         user_attrs={
             "nickname": nickname or "",
-            "recorded": finished.isoformat(timespec="seconds"),
+            "recorded": finished.isoformat(timespec="milliseconds"),
             "stopped_early": stopped,
             "source": "by hand",
             "run": str(record.get("label", "")),

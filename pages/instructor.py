@@ -13,10 +13,12 @@ import streamlit as st
 
 from fetal_core.lesson import (
     CONTROLS,
+    HAND_SUFFIX,
     VISIBILITY,
     Lesson,
     Presets,
     check_lesson_name,
+    control_study_name,
     current_lesson,
     instructor_key,
     lesson_presets,
@@ -133,7 +135,7 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
 
 # ---------------------------------------------------------------- the class study
 with st.expander("Class study (every student's Part II follows it)", expanded=True):
-    names = [n for n in live.study_names(storage) if not n.endswith(" (by hand)") and n != "Fetal_HPO_Class"]
+    names = [n for n in live.study_names(storage) if not n.endswith(HAND_SUFFIX) and n != control_study_name()]
     with st.form("instructor_class_study", border=False):
         name = st.text_input("Study name (a new one, or one that exists)", value=lesson.class_study or
                              f"{lesson.name} class study", key="instr_class_study_name")  # fmt: skip

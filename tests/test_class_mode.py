@@ -188,7 +188,7 @@ def test_leaderboard_ranks_each_students_best_run_and_computes_findings(app_env,
     record_run(storage, lesson, tampered, "<b>x</b>")  # written around the UI: shown without its markup
 
     at = app(page="pages/leaderboard.py")
-    [table] = [d.value for d in at.dataframe if "student" in d.value.columns]
+    [table] = [d.value for d in at.table if "student" in d.value.columns]
     assert list(table["student"]) == ["Bob", "Ada", "Cy", "(no nickname)", "Dee"]
     assert list(table["best accuracy %"])[:4] == [90.0, 88.5, 79.0, 61.0]
     assert list(table["runs"]) == [1, 2, 1, 1, 1]
@@ -202,7 +202,7 @@ def test_leaderboard_ranks_each_students_best_run_and_computes_findings(app_env,
 
     def board_top() -> tuple:  # a later look of the board (its storage fingerprint is cached for 0.5 s)
         at.run()
-        [table] = [d.value for d in at.dataframe if "student" in d.value.columns]
+        [table] = [d.value for d in at.table if "student" in d.value.columns]
         return list(table["student"])[:2] == ["Cy", "Bob"] and list(table["best accuracy %"])[0] == 93.0
 
     wait_until(board_top, "the new run on the leaderboard", timeout=60)
