@@ -231,8 +231,11 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
     trial.datetime_start = finished - timedelta(seconds=float(record.get("seconds") or 0.0))
     trial.datetime_complete = finished
     trial._validate()  # what Study.add_trial checks, then its one storage call (which also gives the id)
-    study = hand_study(storage, lesson)
-    trial_id = storage.create_new_trial(study._study_id, template_trial=trial)
+    try:  # one read when the study exists (creating first would cost a failed insert on every run)
+        study_id = storage.get_study_id_from_name(lesson.hand_study)
+    except KeyError:
+        study_id = hand_study(storage, lesson)._study_id
+    trial_id = storage.create_new_trial(study_id, template_trial=trial)
     return storage.get_trial_number_from_id(trial_id)
 
 
