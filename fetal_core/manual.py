@@ -213,6 +213,11 @@ def _show(field: str, value) -> str:
     return str(value)
 
 
+def format_setting(field: str, value) -> str:
+    """One setting's value as the history table and the "what changed" view write it."""
+    return _show(field, value)
+
+
 def config_changes(before: dict, after: dict) -> list[dict]:
     """The settings that differ between two runs' configs, in the form's order."""
     changes = []

@@ -21,6 +21,7 @@ from fetal_core.figures import curve_figure, overlay_figure
 from fetal_core.manual import best_run, config_changes, make_run_record, read_curve, run_table, runnable_script
 from fetal_core.training import TrainConfig, train
 from pages import keys
+from pages.class_mode import record_in_lesson
 
 RUNS_KEY, BEST_KEY, LIVE_KEY = keys.MANUAL_RUNS, keys.BEST_MANUAL_RUN, keys.PART1_LIVE_RUN
 MIN_REDRAW_SECONDS = 0.15  # at most ~7 chart frames a second (each one re-mounts the Plotly chart) ...
@@ -56,6 +57,7 @@ def session_runs() -> list[dict]:
 
 
 def _store(record: dict) -> None:
+    record_in_lesson(record)  # the class's copy, in the storage
     runs = session_runs()
     runs.append(record)
     best = best_run(runs)

@@ -2,21 +2,24 @@
 
 import streamlit as st
 
+from fetal_core.lesson import CONTROLS
 from fetal_core.manual import (
+    LABELS,
     LEARNING_RATES,
-    MAX_BATCH,
-    MAX_EPOCHS,
+    MAX_LAYERS,
     WEIGHT_DECAYS,
     config_from_query,
     config_to_query,
     format_layers,
     format_rate,
+    format_setting,
     parse_hidden_layers,
     rate_choices,
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from pages import keys
+from pages.class_mode import RECORD_ERROR_KEY, lesson_presets_now, nickname_query
 from pages.common import current_dataset, dataset_key, enter_through_app
 from pages.manual_support import (
     cached_split,
@@ -31,11 +34,42 @@ from pages.manual_support import (
 enter_through_app()
 
 CONFIG_KEY = keys.PART1_CONFIG
-WIDGETS = {  # TrainConfig field -> widget key (a widget with key k carries the CSS class st-key-k)
-    "hidden_layers": "part1_layers", "batch_size": "part1_batch", "optimizer": "part1_optimizer",
-    "learning_rate": "part1_lr", "weight_decay": "part1_wd", "scheduler": "part1_scheduler",
-    "epochs": "part1_epochs", "seed": "part1_seed", "standardize": "part1_standardize",
+PRESETS_SEEN_KEY = "part1_presets_seen"  # the lesson presets the widgets were last set up for
+EXACT_KEY = "part1_exact"  # the "type exact values" toggle: number boxes instead of sliders
+SHARED_WIDGETS = {  # TrainConfig field -> widget key, the same in both modes (a key k carries the CSS class st-key-k)
+    "optimizer": "part1_optimizer", "scheduler": "part1_scheduler", "seed": "part1_seed",
+    "standardize": "part1_standardize",
 }  # fmt: skip
+SLIDER_WIDGETS = {"batch_size": "part1_batch_slider", "epochs": "part1_epochs_slider",
+                  "learning_rate": "part1_lr", "weight_decay": "part1_wd"}  # fmt: skip
+EXACT_WIDGETS = {"hidden_layers": "part1_layers", "batch_size": "part1_batch", "epochs": "part1_epochs",
+                 "learning_rate": "part1_lr_exact", "weight_decay": "part1_wd_exact"}  # fmt: skip
+LAYER_COUNT_KEY = "part1_layer_count"  # slider mode: how many hidden layers (outside the form: it adds sliders)
+
+
+def width_key(layer: int) -> str:
+    return f"part1_width_{layer}"
+
+
+def widget_values(config: TrainConfig, exact: bool) -> dict:
+    """The widget key -> value pairs that show ``config`` in the chosen mode."""
+    values = {key: getattr(config, name) for name, key in SHARED_WIDGETS.items()}
+    if exact:
+        values.update({key: getattr(config, name) for name, key in EXACT_WIDGETS.items()})
+        values[EXACT_WIDGETS["hidden_layers"]] = format_layers(config.hidden_layers)
+    else:
+        values.update({key: getattr(config, name) for name, key in SLIDER_WIDGETS.items()})
+        values[LAYER_COUNT_KEY] = len(config.hidden_layers)
+        values.update({width_key(i): units for i, units in enumerate(config.hidden_layers)})
+    return values
+
+
+def forget_widgets() -> None:
+    """Drop every settings widget's value: the next run fills them from the stored config (either mode)."""
+    for key in [*SHARED_WIDGETS.values(), *SLIDER_WIDGETS.values(), *EXACT_WIDGETS.values(), LAYER_COUNT_KEY,
+                *(width_key(i) for i in range(MAX_LAYERS))]:  # fmt: skip
+        st.session_state.pop(key, None)
+
 
 st.title("Part I: tuning by hand")
 st.write(
@@ -58,9 +92,7 @@ if recovered is not None:
 def apply_to_widgets(config: TrainConfig) -> None:
     """Put a config into the widgets (only valid before they are created in this run)."""
     st.session_state[CONFIG_KEY] = config.to_dict()
-    for name, key in WIDGETS.items():
-        value = getattr(config, name)
-        st.session_state[key] = format_layers(value) if name == "hidden_layers" else value
+    forget_widgets()
 
 
 handed_over = st.session_state.pop(keys.LOAD_INTO_PART1, None)
@@ -85,55 +117,119 @@ elif not link_already_read:
         st.warning(plain(note))  # quotes the link's values: text, not Markdown
     apply_to_widgets(from_link)
 
+presets = lesson_presets_now()  # the instructor's presets of the current lesson (defaults: none)
 stored = TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict()))
-for name, key in WIDGETS.items():
-    if key not in st.session_state:
-        value = getattr(stored, name)
-        st.session_state[key] = format_layers(value) if name == "hidden_layers" else value
+if st.session_state.get(PRESETS_SEEN_KEY) != presets.to_dict():  # new presets: the widgets start inside them
+    st.session_state[PRESETS_SEEN_KEY] = presets.to_dict()
+    stored = presets.apply(stored)
+    st.session_state[CONFIG_KEY] = stored.to_dict()
+    forget_widgets()
+
+
+def choosable(control: str) -> bool:
+    return presets.seen(control) == "choose"
+
+
+def bounds(name: str, whole: bool = True) -> tuple:
+    low, high = presets.range(name)
+    return (int(low), int(high)) if whole else (float(low), float(high))
+
+
+def rate_grid(grid: tuple[float, ...], name: str, current: float) -> list[float]:
+    """The slider's log grid inside the lesson's range, with its ends and the current value."""
+    low, high = bounds(name, whole=False)
+    inside = [v for v in grid if low <= v <= high]
+    return rate_choices([low, *inside, high], current)
+
 
 settings_column, chart_column = st.columns([1, 2], gap="large")
+exact = settings_column.toggle(
+    "Type exact values", key=EXACT_KEY, on_change=forget_widgets,
+    help="Number boxes instead of sliders, for values a slider cannot hit. Switching keeps the last trained settings.",
+)  # fmt: skip
+for key, value in widget_values(stored, exact).items():
+    st.session_state.setdefault(key, value)
+fixed = [c for c in CONTROLS if presets.seen(c) == "fixed"]
+if fixed:
+    with settings_column.container(key="part1_fixed"):
+        st.caption("Fixed for this lesson by your instructor: " + "; ".join(
+            f"{LABELS[c]} {plain(format_setting(c, presets.fixed_value(c)))}" for c in fixed))  # fmt: skip
+values = {c: presets.fixed_value(c) for c in CONTROLS}  # fixed and hidden controls keep the lesson's values
+if not exact and choosable("hidden_layers"):
+    layer_count = settings_column.slider("Number of hidden layers", *bounds("layers"), key=LAYER_COUNT_KEY)
+    for i in range(layer_count):  # a layer added since the last run starts as wide as the one before it
+        st.session_state.setdefault(width_key(i), st.session_state.get(width_key(i - 1), stored.hidden_layers[-1]))
+
 with settings_column, st.form("part1_form", border=True):
     st.markdown("**Hyperparameters**")
-    layers_text = st.text_input(
-        "Hidden layer widths", key=WIDGETS["hidden_layers"],
-        help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
-    )  # fmt: skip
-    batch_size = st.number_input("Batch size", 1, MAX_BATCH, step=1, key=WIDGETS["batch_size"],
-                                 help="Rows per weight update (the training part has 1,700 rows).")  # fmt: skip
-    optimizer = st.segmented_control("Optimiser", OPTIMIZERS, key=WIDGETS["optimizer"], required=True)
-    learning_rate = st.select_slider(
-        "Learning rate (log scale)", rate_choices(LEARNING_RATES, st.session_state[WIDGETS["learning_rate"]]),
-        format_func=format_rate, key=WIDGETS["learning_rate"], help="Step size of each update: 1e-5 … 1.",
-    )  # fmt: skip
-    weight_decay = st.select_slider(
-        "Weight decay (log scale)", rate_choices(WEIGHT_DECAYS, st.session_state[WIDGETS["weight_decay"]]),
-        format_func=format_rate, key=WIDGETS["weight_decay"], help="L2 penalty pulling weights to 0: 0 or 1e-5 … 1.",
-    )  # fmt: skip
-    scheduler = st.toggle("Cosine learning-rate scheduler", key=WIDGETS["scheduler"],
-                          help="Lower the learning rate smoothly to 0 over the epochs.")  # fmt: skip
-    standardize = st.toggle(
-        "Standardise features", key=WIDGETS["standardize"],
-        help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
-    )  # fmt: skip
-    epochs = st.number_input("Epochs", 1, MAX_EPOCHS, step=1, key=WIDGETS["epochs"])
-    seed = st.number_input("Seed", 0, 2**31 - 1, step=1, key=WIDGETS["seed"],
-                           help="Same settings and seed, same curve.")  # fmt: skip
+    layers_text = format_layers(values["hidden_layers"])
+    if choosable("hidden_layers") and exact:
+        layers_text = st.text_input(
+            "Hidden layer widths", key=EXACT_WIDGETS["hidden_layers"],
+            help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
+        )  # fmt: skip
+    elif choosable("hidden_layers"):
+        widths = [st.slider(f"Units in hidden layer {i + 1}", *bounds("units"), key=width_key(i))
+                  for i in range(layer_count)]  # fmt: skip
+        layers_text = format_layers(widths)
+    if choosable("batch_size"):
+        widget = st.number_input if exact else st.slider
+        values["batch_size"] = widget(
+            "Batch size", *bounds("batch_size"), key=(EXACT_WIDGETS if exact else SLIDER_WIDGETS)["batch_size"],
+            help="Rows per weight update (the training part has 1,700 rows).",
+        )  # fmt: skip
+    if choosable("optimizer"):
+        values["optimizer"] = st.segmented_control("Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"],
+                                                   required=True)  # fmt: skip
+    for name, label, grid, hint in (("learning_rate", "Learning rate", LEARNING_RATES, "Step size of each update"),
+                                    ("weight_decay", "Weight decay", WEIGHT_DECAYS, "L2 penalty pulling weights to 0")):
+        if not choosable(name):
+            continue
+        low, high = bounds(name, whole=False)
+        if exact:
+            values[name] = st.number_input(label, low, high, step=None, format="%g", key=EXACT_WIDGETS[name],
+                                           help=f"{hint}: {format_rate(low)} to {format_rate(high)}.")  # fmt: skip
+        else:
+            values[name] = st.select_slider(
+                f"{label} (log scale)", rate_grid(grid, name, st.session_state[SLIDER_WIDGETS[name]]),
+                format_func=format_rate, key=SLIDER_WIDGETS[name],
+                help=f"{hint}: {format_rate(low)} to {format_rate(high)}.",
+            )  # fmt: skip
+    if choosable("scheduler"):
+        values["scheduler"] = st.toggle("Cosine learning-rate scheduler", key=SHARED_WIDGETS["scheduler"],
+                                        help="Lower the learning rate smoothly to 0 over the epochs.")  # fmt: skip
+    if choosable("standardize"):
+        values["standardize"] = st.toggle(
+            "Standardise features", key=SHARED_WIDGETS["standardize"],
+            help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
+        )  # fmt: skip
+    if choosable("epochs") and exact:
+        values["epochs"] = st.number_input("Epochs", *bounds("epochs"), step=1, key=EXACT_WIDGETS["epochs"])
+    elif choosable("epochs"):
+        values["epochs"] = st.slider("Epochs", *bounds("epochs"), key=SLIDER_WIDGETS["epochs"],
+                                     help="Too coarse? Switch on 'Type exact values' above.")  # fmt: skip
+    if choosable("seed"):
+        values["seed"] = st.number_input("Seed", 0, 2**31 - 1, step=1, key=SHARED_WIDGETS["seed"],
+                                         help="Same settings and seed, same curve.")  # fmt: skip
     submitted = st.form_submit_button("▶ Train", type="primary", key="part1_train")
+epochs = values["epochs"]
 
 config = None
 if submitted:
     try:
-        config = TrainConfig(
-            hidden_layers=parse_hidden_layers(layers_text), batch_size=int(batch_size), optimizer=optimizer,
-            learning_rate=float(learning_rate), weight_decay=float(weight_decay), scheduler=bool(scheduler),
-            epochs=int(epochs), seed=int(seed), standardize=bool(standardize),
-        )  # fmt: skip
+        config = presets.enforce(TrainConfig(
+            hidden_layers=parse_hidden_layers(layers_text), batch_size=int(values["batch_size"]),
+            optimizer=values["optimizer"], learning_rate=float(values["learning_rate"]),
+            weight_decay=float(values["weight_decay"]), scheduler=bool(values["scheduler"]),
+            epochs=int(values["epochs"]), seed=int(values["seed"]), standardize=bool(values["standardize"]),
+        ))  # fmt: skip
     except ConfigError as err:
         settings_column.error(plain(err))  # quotes what was typed
     else:
         st.session_state[CONFIG_KEY] = config.to_dict()
 
 link = config_to_query(TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict())))
+link.update(nickname_query())  # the nickname stays in the address across a reload
 if dict(st.query_params) != link:
     st.query_params.from_dict(link)  # the address bar now shares these settings
 
@@ -148,6 +244,9 @@ with chart_column:
         train_live(config, split, chart, status, stop_slot)
         stop_slot.empty()
 
+record_error = st.session_state.pop(RECORD_ERROR_KEY, None)
+if record_error:
+    st.warning(plain(record_error, 300))
 runs = session_runs()
 if not runs:
     status.caption("Press **Train** to start; the curve draws here while the network learns.")

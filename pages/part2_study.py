@@ -20,6 +20,7 @@ from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from fetal_core.workers import start_worker
 from pages import keys
 from pages import study_live as live
+from pages.class_mode import preselect_class_study
 from pages.common import (
     app_settings,
     configured_storage,
@@ -327,5 +328,8 @@ live_study()
 if not running:
     if st.session_state.get(FOLLOWED):
         after_study(st.session_state[FOLLOWED])
+    class_study = preselect_class_study(storage_names)  # the lesson's class study, selected once
     with st.expander("Set up a new study, or continue or watch one", expanded=True):
+        if class_study:
+            st.caption(f"Your class study is '{plain(class_study)}': continue it to add your trials to the class's.")
         setup_form(storage_names)

@@ -48,14 +48,20 @@ def train_good_config(at: AppTest, epochs: int = 200) -> None:
     at.select_slider(key="part1_lr").set_value(1e-3)
     at.select_slider(key="part1_wd").set_value(0.0)
     at.toggle(key="part1_standardize").set_value(True)
-    at.number_input(key="part1_epochs").set_value(epochs)
+    at.slider(key="part1_epochs_slider").set_value(epochs)
     at.button(key="part1_train").click().run()
     assert not at.exception, at.exception
 
 
+def layer_widths(at: AppTest) -> list[int]:
+    """The hidden layers the sliders show (slider mode)."""
+    count = at.slider(key="part1_layer_count").value
+    return [at.slider(key=f"part1_width_{i}").value for i in range(count)]
+
+
 def test_defaults_stay_at_null_accuracy_and_show_the_metrics(app_env, dataset):
     at = part1()
-    assert at.text_input(key="part1_layers").value == "15, 10"
+    assert layer_widths(at) == [15, 10]
     assert at.select_slider(key="part1_lr").value == 1.0  # the notebook's deliberately bad defaults
     assert at.toggle(key="part1_standardize").value is False
     at.button(key="part1_train").click().run()
@@ -97,8 +103,8 @@ def test_link_settings_are_applied_and_bad_values_ignored_with_a_note(app_env):
     at = part1({"lr": "0.01", "opt": "sgd", "hl": "32,16,8", "ep": "banana", "wd": "7"})
     assert at.select_slider(key="part1_lr").value == 0.01
     assert at.segmented_control(key="part1_optimizer").value == "SGD"
-    assert at.text_input(key="part1_layers").value == "32, 16, 8"
-    assert at.number_input(key="part1_epochs").value == 50
+    assert layer_widths(at) == [32, 16, 8]
+    assert at.slider(key="part1_epochs_slider").value == 50
     warnings = shown(" ".join(w.value for w in at.warning))  # the link's values come escaped, as text
     assert "ep=banana" in warnings and "wd=7" in warnings
 
@@ -113,18 +119,50 @@ def test_settings_handed_over_by_part2_are_loaded(app_env):
     assert "load_into_part1" not in at.session_state
     assert any("Loaded the settings from Part II" in s.value for s in at.success)
     assert at.select_slider(key="part1_lr").value == pytest.approx(0.00347)  # off the grid, still selectable
-    assert at.text_input(key="part1_layers").value == "40, 20"
+    assert layer_widths(at) == [40, 20]
     at.button(key="part1_train").click().run()
     assert at.session_state["manual_runs"][0]["config"]["optimizer"] == "RMSprop"
 
 
 def test_invalid_hidden_layers_show_an_error_and_train_nothing(app_env):
     at = part1()
+    at.toggle(key="part1_exact").set_value(True).run()
     at.text_input(key="part1_layers").set_value("15, ten")
     at.button(key="part1_train").click().run()
     assert not at.exception
     assert any("layer 2 is 'ten'" in shown(e.value) for e in at.error)
     assert at.session_state["manual_runs"] == []
+
+
+def test_every_numeric_setting_has_a_slider_and_exact_values_can_be_typed(app_env):
+    at = part1()
+    for key in ("part1_layer_count", "part1_width_0", "part1_width_1", "part1_batch_slider", "part1_epochs_slider"):
+        assert at.slider(key=key).value is not None
+    assert {s.key for s in at.select_slider} >= {"part1_lr", "part1_wd"}
+    at.slider(key="part1_layer_count").set_value(3).run()  # a third layer: a third width slider, as wide as the 2nd
+    assert layer_widths(at) == [15, 10, 10]
+    at.slider(key="part1_width_2").set_value(6)
+    at.slider(key="part1_batch_slider").set_value(64)
+    at.slider(key="part1_epochs_slider").set_value(3)
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+    config = at.session_state["manual_runs"][-1]["config"]
+    assert (list(config["hidden_layers"]), config["batch_size"], config["epochs"]) == ([15, 10, 6], 64, 3)
+
+    at.toggle(key="part1_exact").set_value(True).run()  # number boxes show the last trained settings ...
+    assert at.text_input(key="part1_layers").value == "15, 10, 6"
+    assert (at.number_input(key="part1_batch").value, at.number_input(key="part1_epochs").value) == (64, 3)
+    at.number_input(key="part1_lr_exact").set_value(0.00033)  # ... and take values off the sliders' grid
+    at.number_input(key="part1_wd_exact").set_value(0.0007)
+    at.number_input(key="part1_batch").set_value(77)
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+    config = at.session_state["manual_runs"][-1]["config"]
+    assert (config["learning_rate"], config["weight_decay"], config["batch_size"]) == (0.00033, 0.0007, 77)
+
+    at.toggle(key="part1_exact").set_value(False).run()  # back to sliders: the typed values are kept
+    assert at.select_slider(key="part1_lr").value == pytest.approx(0.00033)
+    assert at.slider(key="part1_batch_slider").value == 77 and layer_widths(at) == [15, 10, 6]
 
 
 class RecordedSemaphore(threading.BoundedSemaphore):
@@ -255,7 +293,7 @@ def test_an_upload_is_the_data_set_of_its_own_session_only(monkeypatch, tmp_path
     for at, expected in ((first, dataset.null_accuracy), (second, 100 * (dataset.class_counts["normal"] + 300) /
                                                                     (dataset.rows + 300))):  # fmt: skip
         at.switch_page(PART1).run()
-        at.number_input(key="part1_epochs").set_value(2)
+        at.slider(key="part1_epochs_slider").set_value(2)
         at.button(key="part1_train").click().run()
         assert not at.exception, at.exception
         assert at.session_state["manual_runs"][-1]["null_accuracy"] == pytest.approx(expected)

@@ -52,7 +52,17 @@ def open_part1(page, server):
     assert page.locator("[role=dialog]").count() == 0, page.locator("[role=dialog]").first.inner_text()
 
 
+def type_exact_values(page) -> None:
+    """Switch Part I from sliders to number boxes (once; the toggle reruns the page)."""
+    toggle = page.locator(".st-key-part1_exact input")
+    if not toggle.is_checked():
+        page.locator(".st-key-part1_exact label").click()
+    page.locator(".st-key-part1_epochs input").wait_for()
+
+
 def set_number(page, key: str, value: int) -> None:
+    if key.startswith("part1_"):
+        type_exact_values(page)
     field = page.locator(f".st-key-{key} input")
     field.fill(str(value))
     field.press("Tab")  # commit to the form without submitting it

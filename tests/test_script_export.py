@@ -75,3 +75,37 @@ def test_a_stopped_run_is_exported_with_the_epochs_it_trained(dataset, data_path
     assert "EPOCHS_TO_TRAIN = 3" in script and "EPOCHS = 40" in script
     _, lines = run_script(script, data_path, tmp_path)
     assert [line.split()[1] for line in lines if line.startswith("epoch")] == ["1", "2", "3"]
+
+
+def test_the_downloaded_script_lands_within_four_points_of_what_the_app_showed(
+    monkeypatch, tmp_path, data_path, dataset
+):
+    """Part I in the app (AppTest) trains a run and shows its accuracy; the script the page offers for that run,
+    run outside the project with the run's seed and two more, lands within 4 points of it on average."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", f"sqlite:///{tmp_path}/app.sqlite3")
+    monkeypatch.chdir(ROOT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/part1_manual.py").run()
+    at.toggle(key="part1_exact").set_value(True).run()
+    at.text_input(key="part1_layers").set_value("32, 16")
+    at.number_input(key="part1_batch").set_value(32)
+    at.number_input(key="part1_lr_exact").set_value(1e-3)
+    at.number_input(key="part1_wd_exact").set_value(1e-4)
+    at.toggle(key="part1_standardize").set_value(True)
+    at.number_input(key="part1_epochs").set_value(30)
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+    shown = float(next(m.value for m in at.metric if m.label == "Final accuracy").rstrip("%"))
+    [run] = at.session_state["manual_runs"]
+    assert shown == round(run["final_val_accuracy"], 2)
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    script = runnable_script(run)  # what the page's download button holds for this run
+    seeds = [run["config"]["seed"], 1, 2]
+    theirs = [run_script(script, data_path, folder, seed)[0] for seed in seeds]
+    assert abs(statistics.mean(theirs) - shown) <= 4.0, (theirs, shown)

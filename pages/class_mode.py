@@ -1,0 +1,150 @@
+"""Class mode's shared Streamlit pieces: the session's nickname (asked once, kept in the URL as ``?nick=``)
+and the lesson in the configured storage. The logic lives in ``fetal_core.lesson``."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from fetal_core.lesson import (
+    Presets,
+    check_nickname,
+    current_lesson,
+    key_matches,
+    lesson_presets,
+    record_run,
+    session_token,
+    token_valid,
+)
+from fetal_core.limits import ConfigError
+from fetal_core.text import plain
+from pages.common import app_settings, configured_storage
+
+RECORD_ERROR_KEY = "lesson_record_error"  # session_state: why the last run could not be recorded
+NICK_KEY = "nickname"  # session_state: this browser session's checked nickname
+NICK_QUERY = "nick"  # URL query parameter that keeps it across a reload
+
+
+def nickname() -> str | None:
+    """This session's nickname (always one that passed ``check_nickname``), or None."""
+    return st.session_state.get(NICK_KEY)
+
+
+def nickname_query() -> dict[str, str]:
+    """The URL parameter that keeps the nickname (for pages that rewrite ``st.query_params``)."""
+    nick = nickname()
+    return {NICK_QUERY: nick} if nick else {}
+
+
+def _change_nickname() -> None:
+    st.session_state.pop(NICK_KEY, None)
+    if NICK_QUERY in st.query_params:
+        del st.query_params[NICK_QUERY]
+
+
+def _take_typed_nickname() -> None:
+    """The nickname form's submit: keep a valid nickname, or the error to show (never the typed text as Markdown)."""
+    try:
+        st.session_state[NICK_KEY] = check_nickname(st.session_state.get("nick_input", ""))
+    except ConfigError as err:
+        st.session_state["nick_error"] = str(err)
+
+
+def nickname_sidebar() -> None:
+    """Ask for a nickname once per browser session (or take a valid one from the URL) and show it as text."""
+    nick = nickname()
+    with st.sidebar, st.container(key="nick_box"):
+        if nick is None and NICK_QUERY in st.query_params:
+            try:
+                nick = check_nickname(st.query_params[NICK_QUERY])
+            except ConfigError as err:
+                st.error(f"Ignored the nickname in the link: {plain(err)}")
+                del st.query_params[NICK_QUERY]
+            else:
+                st.session_state[NICK_KEY] = nick
+        if nick is None:
+            with st.form("nick_form", border=False):
+                st.text_input(
+                    "Your nickname", key="nick_input", placeholder="e.g. Ada_42",
+                    help="Shown beside your runs on the leaderboard: 1 to 24 letters, digits, spaces, '-' or '_'.",
+                )  # fmt: skip
+                st.form_submit_button("Use this nickname", key="nick_submit", on_click=_take_typed_nickname)
+                error = st.session_state.pop("nick_error", None)
+                if error:
+                    st.error(plain(error))
+        else:
+            st.caption("Your nickname")
+            st.markdown(f"**{plain(nick)}**")
+            st.button("Change nickname", key="nick_change", on_click=_change_nickname, type="tertiary")
+    if nick is not None and st.query_params.get(NICK_QUERY) != nick:
+        st.query_params.from_dict({**st.query_params.to_dict(), NICK_QUERY: nick})  # a reload keeps it
+
+
+def record_in_lesson(record: dict) -> None:
+    """Add a finished or stopped Part I run to the current lesson's by-hand study (the class leaderboard).
+
+    Called while a Stop may be unwinding the page, so it draws nothing: a storage error is kept in
+    ``RECORD_ERROR_KEY`` for the page to show, and the run stays in the session's history either way.
+    """
+    try:
+        storage = configured_storage()
+        record_run(storage, current_lesson(storage), record, nickname())
+    except Exception as err:  # the storage is down or busy: Part I keeps working without the leaderboard
+        st.session_state[RECORD_ERROR_KEY] = f"{record.get('label', 'This run')} is not on the leaderboard: {err}"
+    else:
+        st.session_state.pop(RECORD_ERROR_KEY, None)
+
+
+PRESETS_TTL_SECONDS = 2.0  # a change of presets reaches every student's next Part I run within 2 s
+
+
+@st.cache_data(ttl=PRESETS_TTL_SECONDS, show_spinner=False)
+def _lesson_presets(url: str) -> dict:
+    return lesson_presets(current_lesson(configured_storage())).to_dict()
+
+
+def lesson_presets_now() -> Presets:
+    """The current lesson's presets for Part I (none when the storage cannot be read: Part I keeps working)."""
+    try:
+        return Presets.from_dict(_lesson_presets(app_settings().storage_url))
+    except Exception:
+        return Presets()
+
+
+# ---------------------------------------------------------------- the instructor
+
+INSTRUCTOR_TOKEN_KEY = "instructor_token"  # session_state: a keyed hash of the key, never the key itself
+
+
+def is_instructor() -> bool:
+    """Whether this session entered the server's instructor key (re-checked at every action)."""
+    return token_valid(st.session_state.get(INSTRUCTOR_TOKEN_KEY))
+
+
+def unlock_with_typed_key() -> None:
+    """The key form's submit: keep the session token on a match; forget what was typed either way."""
+    typed = st.session_state.pop("instructor_key_input", "")
+    if key_matches(typed):
+        st.session_state[INSTRUCTOR_TOKEN_KEY] = session_token()
+    else:
+        st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
+        st.session_state["instructor_refused"] = True
+
+
+def lock() -> None:
+    st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
+
+
+def preselect_class_study(names: list[str]) -> str | None:
+    """Part II: select the current lesson's class study once per session and class study (the student may
+    then pick another). Returns the class study's name when there is one in ``names``."""
+    try:
+        class_study = current_lesson(configured_storage()).class_study
+    except Exception:
+        return None
+    if class_study not in names:
+        return None
+    if st.session_state.get("p2_class_study_offered") != class_study:
+        st.session_state["p2_class_study_offered"] = class_study
+        st.session_state["p2_pending_choice"] = class_study
+        st.session_state.pop("p2_sampler", None)  # Part II fills its form from the chosen study
+    return class_study

@@ -1,0 +1,345 @@
+"""Class mode: nicknames, Part I runs recorded in the lesson's study, the leaderboard and the instructor page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from streamlit.testing.v1 import AppTest
+
+from fetal_core.lesson import (
+    DEFAULT_LESSON,
+    Presets,
+    check_nickname,
+    current_lesson,
+    findings,
+    hand_study_name,
+    lesson_trials,
+    lessons,
+    record_run,
+    session_token,
+    student,
+)
+from fetal_core.limits import ConfigError
+from fetal_core.review import load_trials, trials_frame
+from fetal_core.search import SearchSpace
+from fetal_core.storage import open_storage
+from fetal_core.training import TrainConfig
+from tests.conftest import ROOT, shown, wait_until
+
+PART1 = "pages/part1_manual.py"
+INSTRUCTOR = "pages/instructor.py"
+
+
+@pytest.fixture
+def app_env(monkeypatch, tmp_path, data_path):
+    monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
+    monkeypatch.setenv("FETAL_HPO_STORAGE", f"sqlite:///{tmp_path}/app.sqlite3")
+    monkeypatch.delenv("FETAL_HPO_INSTRUCTOR_KEY", raising=False)
+    monkeypatch.chdir(ROOT)
+
+
+def app(query: dict | None = None, page: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+HOSTILE_NICKNAMES = ["<b>x</b>", "**x**", "x" * 200, "", "   ", "[a](http://e.vil)", "a\nb", "Ada\u202e", ":red[x]"]
+
+
+@pytest.mark.parametrize("value", HOSTILE_NICKNAMES)
+def test_nicknames_with_markup_or_out_of_range_are_refused(value):
+    with pytest.raises(ConfigError, match="nickname"):
+        check_nickname(value)
+
+
+def test_plain_nicknames_are_accepted():
+    assert check_nickname("  Ada_42 ") == "Ada_42"
+    assert check_nickname("Zoë de-la Cruz") == "Zoë de-la Cruz"
+    assert check_nickname("x" * 24) == "x" * 24
+
+
+def nickname_box() -> AppTest:
+    """The sidebar's nickname box alone (AppTest loses an st.navigation app's sidebar after its first run)."""
+    script = "\n".join(["import sys", f"sys.path.insert(0, {str(ROOT)!r})",
+                         "from pages.class_mode import nickname_sidebar", "nickname_sidebar()"])  # fmt: skip
+    return AppTest.from_string(script, default_timeout=60).run()
+
+
+def type_nickname(at: AppTest, value: str) -> AppTest:
+    at.text_input(key="nick_input").set_value(value)
+    at.button(key="nick_submit").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_the_nickname_is_asked_once_kept_in_the_url_and_shown_as_text(app_env):
+    at = app()
+    assert at.text_input(key="nick_input").value == "" and "nick" not in at.query_params  # asked on every page
+
+    box = type_nickname(nickname_box(), "Ada_42")
+    assert box.session_state["nickname"] == "Ada_42" and box.query_params["nick"] == "Ada_42"
+    assert not [t for t in box.text_input if t.key == "nick_input"]  # asked once
+    assert [m.value for m in box.markdown] == ["**Ada\\_42**"]  # shown as text: the underscore escaped
+
+    reloaded = app({"nick": "Ada_42"})  # a reload is a new session with the same URL
+    assert reloaded.session_state["nickname"] == "Ada_42"
+    assert not [t for t in reloaded.text_input if t.key == "nick_input"]
+    reloaded.switch_page(PART1).run()  # Part I rewrites the query with its settings link: the nickname stays
+    assert reloaded.query_params["nick"] == "Ada_42" and reloaded.query_params["hl"] == "15-10"
+
+
+@pytest.mark.parametrize("value", ["<b>x</b>", "**x**", "x" * 200, ""])
+def test_a_hostile_nickname_is_refused_with_one_error_in_the_form_and_in_the_url(app_env, value):
+    box = type_nickname(nickname_box(), value)
+    assert "nickname" not in box.session_state and "nick" not in box.query_params
+    [error] = [e.value for e in box.error]
+    assert shown(error).startswith("nickname:")
+
+    linked = app({"nick": value})
+    assert "nickname" not in linked.session_state and "nick" not in linked.query_params
+    if value:
+        [error] = [e.value for e in linked.error]
+        assert shown(error).startswith("Ignored the nickname in the link: nickname:")
+
+
+# ---------------------------------------------------------------- Part I runs recorded in the lesson's study
+
+
+def constructed_record(stopped: bool = False, accuracy=(80.0, 85.0, 88.0), label: str = "Run 1") -> dict:
+    config = TrainConfig(hidden_layers=(32, 16, 8), batch_size=64, optimizer="RMSprop", learning_rate=3e-4,
+                         weight_decay=1e-4, scheduler=False, epochs=5 if stopped else 3, seed=7)  # fmt: skip
+    history = [{"epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_loss": 0.5, "val_accuracy": a,
+                "balanced_accuracy": 60.0, "seconds": 0.1 * (e + 1)} for e, a in enumerate(accuracy)]  # fmt: skip
+    return {"config": config.to_dict(), "history": history, "final_val_accuracy": accuracy[-1],
+            "best_val_accuracy": max(accuracy), "balanced_accuracy": 60.0, "confusion_matrix": None,
+            "per_class_recall": {}, "stopped_early": stopped, "seconds": 0.3, "null_accuracy": 77.8,
+            "number": 1, "label": label, "waited_seconds": 0.0}  # fmt: skip
+
+
+def test_a_run_is_a_trial_in_the_search_space_names_with_its_curve_and_who_ran_it(sqlite_url):
+    storage = open_storage(sqlite_url)
+    lesson = current_lesson(storage)
+    assert lesson.name == DEFAULT_LESSON  # before any instructor: the default lesson
+    assert record_run(storage, lesson, constructed_record(), "Ada") == 0
+    assert record_run(storage, lesson, constructed_record(stopped=True, accuracy=(70.0, 75.0)), "Bob") == 1
+
+    finished, stopped = optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage).trials
+    assert (finished.state, finished.value, stopped.state, stopped.value) == (
+        TrialState.COMPLETE, 88.0, TrialState.PRUNED, 75.0
+    )  # fmt: skip
+    assert finished.intermediate_values == {1: 80.0, 2: 85.0, 3: 88.0} and stopped.intermediate_values == {1: 70.0,
+                                                                                                            2: 75.0}
+    assert finished.user_attrs["nickname"] == "Ada" and stopped.user_attrs["nickname"] == "Bob"
+    assert not finished.user_attrs["stopped_early"] and stopped.user_attrs["stopped_early"]
+    assert datetime.fromisoformat(finished.user_attrs["recorded"])
+    assert finished.user_attrs["config"] == constructed_record()["config"]
+    assert finished.user_attrs["history"]["val_accuracy"] == [80.0, 85.0, 88.0]
+    # The same names a study's trial has: the search space reads the run's params back into its config.
+    space = SearchSpace(min_layers=1, max_layers=8, min_units=1, max_units=1024, min_batch=1, max_batch=2048)
+    suggested = space.suggest(optuna.trial.FixedTrial(finished.params))
+    config = TrainConfig.from_dict(finished.user_attrs["config"])
+    assert suggested == {k: getattr(config, k) for k in suggested}
+    # ... and the Results page reads it like any study.
+    frame = trials_frame(load_trials(storage, storage.get_study_id_from_name(hand_study_name(DEFAULT_LESSON))))
+    assert len(frame) == 2
+
+
+def test_every_finished_or_stopped_part1_run_lands_in_the_lesson_study(app_env, tmp_path):
+    at = app({"nick": "Ada_42"}, page=PART1)
+    at.slider(key="part1_epochs_slider").set_value(3)
+    at.button(key="part1_train").click().run()
+    assert not at.exception, at.exception
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 70.0 + e, "balanced_accuracy": 40.0,
+                "seconds": 0.01 * e} for e in (1, 2)]  # fmt: skip
+    at.session_state["part1_live_run"] = {"config": TrainConfig(epochs=400).to_dict(), "history": history,
+                                          "number": 2, "null_accuracy": 77.8, "waited_seconds": 0.0}  # fmt: skip
+    at.run()  # a run whose script was interrupted mid-training: kept as stopped, and recorded as such
+    assert not at.exception, at.exception
+
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    trials = optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage).trials
+    runs = at.session_state["manual_runs"]
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert [t.user_attrs["nickname"] for t in trials] == ["Ada_42", "Ada_42"]
+    assert [t.value for t in trials] == [runs[0]["final_val_accuracy"], 72.0]
+    assert trials[0].intermediate_values == {h["epoch"]: h["val_accuracy"] for h in runs[0]["history"]}
+    assert trials[1].user_attrs["stopped_early"] is True
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+def test_leaderboard_ranks_each_students_best_run_and_computes_findings(app_env, tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    lesson = current_lesson(storage)
+    for nick, accuracy in (("Ada", (80.0, 86.0)), ("Bob", (81.0, 90.0)), ("Ada", (82.0, 88.5)), ("Cy", (70.0, 79.0))):
+        record_run(storage, lesson, constructed_record(accuracy=accuracy), nick)
+    record_run(storage, lesson, constructed_record(stopped=True, accuracy=(95.0,)), "Dee")  # stopped: no best
+    tampered = constructed_record(accuracy=(60.0, 61.0))
+    record_run(storage, lesson, tampered, "<b>x</b>")  # written around the UI: shown without its markup
+
+    at = app(page="pages/leaderboard.py")
+    [table] = [d.value for d in at.table if "student" in d.value.columns]
+    assert list(table["student"]) == ["Bob", "Ada", "Cy", "(no nickname)", "Dee"]
+    assert list(table["best accuracy %"])[:4] == [90.0, 88.5, 79.0, 61.0]
+    assert list(table["runs"]) == [1, 2, 1, 1, 1]
+    assert not any("<b>" in str(v) for v in table.to_numpy().ravel())
+    [chart] = at.get("plotly_chart")
+    assert "by hand: each run" in chart.proto.spec
+    notes = " ".join(shown(m.value) for m in at.markdown)
+    assert "share optimiser = RMSprop" in notes and "Never tried by the class: the SGD optimiser" in notes
+
+    record_run(storage, lesson, constructed_record(accuracy=(91.0, 93.0)), "Cy")  # a new run lands ...
+
+    def board_top() -> tuple:  # a later look of the board (its storage fingerprint is cached for 0.5 s)
+        at.run()
+        [table] = [d.value for d in at.table if "student" in d.value.columns]
+        return list(table["student"])[:2] == ["Cy", "Bob"] and list(table["best accuracy %"])[0] == 93.0
+
+    wait_until(board_top, "the new run on the leaderboard", timeout=60)
+
+
+def test_findings_name_what_the_top_runs_share_and_what_nobody_tried(sqlite_url):
+    storage = open_storage(sqlite_url)
+    lesson = current_lesson(storage)
+    assert findings([]) == ["Findings appear once the class has finished 3 runs (0 so far)."]
+    for accuracy in ((80.0, 85.0), (80.0, 87.0), (80.0, 89.0)):
+        record_run(storage, lesson, constructed_record(accuracy=accuracy), "Ada")
+    hand, machine = lesson_trials(storage, lesson)
+    notes = findings(hand, machine)
+    assert "3 of the top 3 runs share optimiser = RMSprop (3 of all 3 finished runs)." in notes
+    assert any(n.startswith("Never tried by the class: the SGD optimiser; the Adam optimiser; the cosine scheduler "
+                            "on; standardised features; a learning rate in [1e-5, 1e-4)") for n in notes)  # fmt: skip
+    assert not any("3 hidden layers" in n for n in notes)  # the runs used 3 layers
+
+
+# ---------------------------------------------------------------- the instructor
+
+KEY = "c0rrect horse-battery"
+
+
+@pytest.fixture
+def instructor_env(app_env, monkeypatch):
+    monkeypatch.setenv("FETAL_HPO_INSTRUCTOR_KEY", KEY)
+
+
+def instructor(query: dict | None = None) -> AppTest:
+    return app(query, page=INSTRUCTOR)
+
+
+def unlock(at: AppTest, typed: str) -> AppTest:
+    at.text_input(key="instructor_key_input").input(typed)
+    at.button(key="instructor_unlock_button").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def actions(at: AppTest) -> list[str]:
+    return [b.key for b in at.button if (b.key or "").startswith("instr")]
+
+
+def page_text(at: AppTest) -> str:
+    return repr(at.main) + repr(at.session_state._state.filtered_state)
+
+
+def test_without_the_variable_there_is_no_instructor_page(app_env):
+    at = app()
+    with pytest.raises(Exception):  # noqa: B017 (AppTest's error for a page that is not in st.navigation)
+        at.switch_page(INSTRUCTOR).run()
+    direct = AppTest.from_file(str(ROOT / INSTRUCTOR), default_timeout=60).run()  # the file run by itself
+    assert actions(direct) == [] and "no instructor key" in " ".join(i.value for i in direct.info)
+
+
+def test_no_key_a_wrong_key_a_tampered_url_or_session_value_reach_no_instructor_action(instructor_env):
+    at = instructor({"key": KEY, "instructor": "1", "instructor_token": KEY})  # a tampered URL
+    assert at.text_input(key="instructor_key_input").value == "" and actions(at) == ["instructor_unlock_button"]
+    for wrong in ("", "c0rrect horse", KEY + " ", KEY.upper(), "x" * 10_000):
+        unlock(at, wrong)
+        assert actions(at) == ["instructor_unlock_button"] and "instructor_token" not in at.session_state
+        assert [e.value for e in at.error] == ["That is not the instructor key."]
+    for forged in (True, "1", KEY, session_token("another key")):  # a session value set around the form
+        at.session_state["instructor_token"] = forged
+        at.run()
+        assert actions(at) == ["instructor_unlock_button"], forged
+    assert KEY not in page_text(at)
+
+    unlock(at, KEY)
+    assert "instr_presets_save" in actions(at)
+    assert KEY not in page_text(at)  # the key is neither shown nor kept: only a keyed hash of it
+    assert at.session_state["instructor_token"] == session_token(KEY) != KEY
+
+
+def test_presets_apply_to_every_students_part1(instructor_env, tmp_path):
+    at = unlock(instructor(), KEY)
+    at.selectbox(key="instr_seen_optimizer").set_value("fixed")
+    at.selectbox(key="instr_fixed_optimizer").set_value("SGD")
+    at.selectbox(key="instr_seen_seed").set_value("hidden")
+    at.number_input(key="instr_low_learning_rate").set_value(1e-3)
+    at.number_input(key="instr_high_learning_rate").set_value(0.1)
+    at.number_input(key="instr_epochs_cap").set_value(30)
+    at.button(key="instr_presets_save").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+
+    for nick in ("Ada", "Bob"):  # two students' sessions
+        student_at = app({"nick": nick}, page=PART1)
+        assert "part1_optimizer" not in [w.key for w in student_at.segmented_control]
+        assert "part1_seed" not in [w.key for w in student_at.number_input]
+        [fixed] = [c.value for c in student_at.caption if "Fixed for this lesson" in c.value]
+        assert "optimiser SGD" in shown(fixed)
+        assert student_at.slider(key="part1_epochs_slider").max == 30
+        assert student_at.slider(key="part1_epochs_slider").value == 30  # the default 50 moved under the cap
+        rates = student_at.select_slider(key="part1_lr").options
+        assert [float(r) for r in (rates[0], rates[-1])] == [1e-3, 0.1]
+        student_at.slider(key="part1_epochs_slider").set_value(2)
+        student_at.button(key="part1_train").click().run()
+        assert not student_at.exception, student_at.exception
+        config = student_at.session_state["manual_runs"][-1]["config"]
+        assert config["optimizer"] == "SGD" and config["seed"] == 42 and config["learning_rate"] == 0.1
+
+
+def test_presets_refuse_what_the_widgets_would_not_offer():
+    presets = Presets({"optimizer": "fixed"}, {"optimizer": "SGD"}, {"batch_size": (8, 64)}, 30)
+    config = presets.enforce(TrainConfig(batch_size=32, epochs=30, optimizer="Adam"))
+    assert config.optimizer == "SGD"  # a fixed control is set whatever the session sent
+    for tampered, message in ((TrainConfig(batch_size=100, epochs=10), "batch size: 100 is outside"),
+                              (TrainConfig(batch_size=16, epochs=31), "epochs: 31 is outside")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            presets.enforce(tampered)
+    with pytest.raises(ConfigError):
+        Presets({"optimizer": "sometimes"})
+    assert Presets.from_dict({"visibility": {"rm -rf": "hidden"}}) == Presets()  # a storage edited by hand
+
+
+def test_class_study_new_lesson_and_removed_run(instructor_env, tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    for nick, accuracy in (("Ada", (80.0, 86.0)), ("Bob", (81.0, 90.0))):
+        record_run(storage, current_lesson(storage), constructed_record(accuracy=accuracy), nick)
+    at = unlock(instructor(), KEY)
+    at.text_input(key="instr_class_study_name").set_value("Class <b>study</b>")
+    at.button(key="instr_class_study_start").click().run()
+    assert not at.exception, at.exception
+    assert current_lesson(storage).class_study == "Class <b>study</b>"
+    assert optuna.load_study(study_name="Class <b>study</b>", storage=storage).user_attrs["sampler"] == "tpe"
+
+    part2 = app({"nick": "Ada"}, page="pages/part2_study.py")  # a student's Part II selects the class study
+    assert part2.selectbox(key="p2_choice").value == "Class <b>study</b>"
+
+    at.selectbox(key="instr_remove_run").set_value(1)  # Bob's run
+    at.button(key="instr_remove").click().run()
+    hand, _ = lesson_trials(storage, current_lesson(storage))
+    assert [student(t) for t in hand] == ["Ada"]
+
+    at.text_input(key="instr_new_lesson").set_value("Lesson 2")
+    at.button(key="instr_new_lesson_start").click().run()
+    assert not at.exception, at.exception
+    assert current_lesson(storage).name == "Lesson 2" and lesson_trials(storage, current_lesson(storage)) == ([], [])
+    assert [(x.name, x.archived) for x in lessons(storage)] == [(DEFAULT_LESSON, True), ("Lesson 2", False)]
