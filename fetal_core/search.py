@@ -8,6 +8,8 @@ Streamlit Stop) is told FAIL before the exception propagates: no trial is left R
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -248,6 +250,7 @@ def make_objective(
             **plan.space.suggest(trial), epochs=plan.epochs, seed=plan.seed + trial.number, standardize=plan.standardize
         )
         trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # the process that trained it
         history: list[EpochMetrics] = []
         reported: dict[int, float] = {}
         should_prune = pruning_check(trial)
