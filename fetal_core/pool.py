@@ -32,8 +32,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from distributed.diagnostics.plugin import WorkerPlugin
-
 from .data import Dataset, Split, split_dataset
 from .search import (
     StudyInterrupted,
@@ -165,27 +163,6 @@ def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict
         "value": None if trial is None else trial.value,
         "interrupted": channel.stopped,
     }
-
-
-def _warm_up() -> str:
-    """Import what a task needs and quiet Optuna's per-trial log lines (run on every worker as it joins)."""
-    import optuna
-
-    from . import search, storage  # noqa: F401
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return worker_id()
-
-
-class WarmUp(WorkerPlugin):
-    """A Dask worker plugin: every worker, also one that joins or replaces a dead one, is warm before its
-    first task (a cold worker spends seconds importing Optuna, SciPy and scikit-learn)."""
-
-    name = "fetal-hpo-warm-up"
-    idempotent = True  # several app servers may share one cluster
-
-    def setup(self, worker) -> None:
-        _warm_up()
 
 
 # ---------------------------------------------------------------- jobs (held by the server)
@@ -389,6 +366,8 @@ class Pool:
         self._checked = -math.inf
         self.mean_task_seconds = DEFAULT_TASK_SECONDS
         self._closed = False
+        from .warmup import WarmUp
+
         client.register_plugin(WarmUp())
         self._refresh_workers()
         client.subscribe_topic(TOPIC, self._on_event)
@@ -402,7 +381,13 @@ class Pool:
         return self._slots
 
     def workers(self) -> int:
+        """Worker processes the scheduler knows now."""
         return len(self._live_workers)
+
+    def jobs(self) -> list[Job]:
+        """The jobs queued or running now (every session's)."""
+        with self._lock:
+            return list(self._jobs)
 
     def train(self, config: TrainConfig, data: Dataset, lease_seconds: float = RUN_LEASE_SECONDS) -> TrainingRun:
         """Queue one Part I run; follow it through the returned handle."""

@@ -16,9 +16,8 @@ from fetal_core.manual import (
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from pages.common import current_dataset, dataset_key, enter_through_app
+from pages.common import current_dataset, enter_through_app
 from pages.manual_support import (
-    cached_split,
     curve_figure,
     recover_interrupted_run,
     session_runs,
@@ -143,8 +142,7 @@ with chart_column:
     with st.container(key="part1_live_chart"):
         chart = st.empty()
     if config is not None:
-        split = cached_split(dataset_key(), config.standardize, data)
-        train_live(config, split, chart, status, stop_slot)
+        train_live(config, data, chart, status, stop_slot)
         stop_slot.empty()
 
 runs = session_runs()
