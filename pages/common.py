@@ -168,13 +168,6 @@ def sidebar() -> None:
             st.caption(f"{data.rows:,} rows · null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
         st.code(shown_storage_url(config.storage_url), language=None)
-        st.caption("Compute pool")
-        pool = _pool_holder().pool
-        if pool is not None:
-            where = "on this server" if pool.cluster is not None else f"at {pool.address}"
-            st.code(f"{pool.workers()} worker(s) {where}", language=None)
-        else:
-            st.caption(plain(pool_problem() or "not started"))
         worker_leases()
 
 
@@ -310,8 +303,17 @@ def worker_status_line(worker) -> str:
 
 @st.fragment(run_every=LEASE_RENEW_SECONDS)
 def worker_leases() -> None:
-    """Renew the lease of every worker of this session (so they run on while the student is on another
-    page and stop ~30 s after the tab is closed), collect their messages and show one status line each."""
+    """The pool's load, and the lease of every study of this session renewed (so they run on while the
+    student is on another page and stop ~30 s after the tab is closed), with one status line each."""
+    pool = _pool_holder().pool
+    st.caption("Compute pool")
+    if pool is not None:
+        where = "on this server" if pool.cluster is not None else f"at {pool.address}"
+        jobs = pool.jobs()
+        running = sum(1 for job in jobs if job.tasks)
+        st.code(f"{pool.workers()} worker(s) {where}\n{running} running, {len(jobs) - running} queued", language=None)
+    else:
+        st.caption(plain(pool_problem() or "not started"))
     workers = session_workers()
     if workers:
         st.caption("Background studies")
