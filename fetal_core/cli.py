@@ -245,7 +245,7 @@ def _race(args: argparse.Namespace) -> int:
     import time
 
     from .pool import open_pool
-    from .race import RacePlan, race_progress, start_race
+    from .race import RacePlan, prepare_race, race_progress, start_race
     from .race_analysis import analyze_race, table_rows
 
     config = settings(args.data, args.storage)
@@ -262,12 +262,15 @@ def _race(args: argparse.Namespace) -> int:
     )
     storage = open_storage(config.storage_url)
     started = time.perf_counter()
-    pool = open_pool(args.scheduler, args.workers)
-    try:
-        workers = start_race(plan, config.storage_url, data, storage, pool)
-    except BaseException:
-        pool.close()
-        raise
+    workers, slots = [], 0
+    if prepare_race(plan, config.storage_url, storage):  # a finished race is read, not run: no pool needed
+        pool = open_pool(args.scheduler, args.workers)
+        slots = pool.slots()
+        try:
+            workers = start_race(plan, config.storage_url, data, storage, pool)
+        except BaseException:
+            pool.close()
+            raise
     reported = -1
     try:
         while any(w.alive() for w in workers):
@@ -289,8 +292,8 @@ def _race(args: argparse.Namespace) -> int:
         print(f"stopped; run the same command again to resume race '{plan.name}'", file=sys.stderr)
         return 130
     finally:
-        slots = pool.slots()
-        pool.close()
+        if workers:
+            workers[0].pool.close()
     seconds = time.perf_counter() - started
     errors = [w.error for w in workers if w.error]
     if errors:

@@ -52,6 +52,17 @@ def dataset(data_path):
     return load_dataset(data_path)
 
 
+@pytest.fixture(scope="session")
+def pool():
+    """The compute pool the pages use in this test process (``pages.common.compute_pool``, 2 workers):
+    one LocalCluster shared by the AppTests and the pool tests, closed at the end of the session."""
+    from pages.common import compute_pool
+
+    shared = compute_pool()
+    assert shared is not None, "the embedded compute pool did not start"
+    return shared
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/study.sqlite3"
