@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from optuna.trial import TrialState
+
 from .data import Dataset, Split, split_dataset
 from .search import (
     StudyInterrupted,
@@ -70,7 +72,8 @@ _SPLITS: dict[tuple[str, bool], Split] = {}  # per worker process: the data set 
 _STORAGES: dict[str, object] = {}
 
 
-def _split(data: Dataset, standardize: bool) -> Split:
+def worker_split(data: Dataset, standardize: bool) -> Split:
+    """The notebook's split of ``data``, made once per worker process (the data set arrives with every task)."""
     digest = hashlib.sha1(data.features.tobytes() + data.labels.tobytes()).hexdigest()
     key = (digest, standardize)
     if key not in _SPLITS:
@@ -129,7 +132,7 @@ def train_task(job: str, config: TrainConfig, data: Dataset, stop_name: str) -> 
     """One Part I run on a worker, streaming its epochs; returns the result (without the network)."""
     channel = _Channel(job, stop_name)
     channel.send("start")
-    result = train(config, _split(data, config.standardize), channel.epoch)
+    result = train(config, worker_split(data, config.standardize), channel.epoch)
     channel.flush()
     result.model = None
     return result
@@ -144,10 +147,12 @@ def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict
     reap_stale_trials(study)
     if plan.shared_target and target_reached(study):
         return {"ran": 0, "target_reached": True}
-    objective = make_objective(plan, _split(data, plan.standardize), channel.should_stop)
+    objective = make_objective(plan, worker_split(data, plan.standardize), channel.should_stop)
     finished: list = []
+    started: list = []
 
     def announced(trial):
+        started.append(trial)
         channel.send("trial", storage=plan.storage_url, study=plan.study_name, number=trial.number)
         return objective(trial)
 
@@ -155,6 +160,13 @@ def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict
         run_trials(study, announced, 1, [lambda _study, trial: finished.append(trial)])
     except StudyInterrupted:
         return {"ran": 0, "interrupted": True}
+    except Exception:
+        # Another process failed our trial while it ran (the pool took its worker for dead, or the storage
+        # reaped it after a heartbeat delayed by an overloaded machine): Optuna then cannot tell it. The trial
+        # is FAIL already; the study goes on.
+        if started and study.get_trials(deepcopy=False)[started[0].number].state != TrialState.RUNNING:
+            return {"ran": 0, "lost": started[0].number}
+        raise
     trial = finished[-1] if finished else None
     return {
         "ran": 1,
@@ -330,6 +342,11 @@ class StudyRun(Job):
             state.done = True
         else:
             state.ran += result.get("ran", 0)
+            if result.get("lost") is not None:
+                self.notices.append(
+                    f"trial {result['lost']} of {state.plan.study_name} was failed by another process while it "
+                    "ran; the study goes on"
+                )
             if result.get("interrupted"):
                 self.interrupted = True
                 state.done = True
@@ -352,6 +369,11 @@ class StudyRun(Job):
 # ---------------------------------------------------------------- the pool
 
 
+def _worker_threads(dask_scheduler) -> dict[str, int]:
+    """Run on the scheduler: every live worker's address and thread count."""
+    return {address: worker.nthreads for address, worker in dask_scheduler.workers.items()}
+
+
 class Pool:
     """A Dask client (and, when embedded, its LocalCluster) plus the dispatcher that shares it fairly."""
 
@@ -362,6 +384,7 @@ class Pool:
         self._jobs: list[Job] = []
         self._storages: dict[str, object] = {}
         self._live_workers: set[str] = set()
+        self._seen_workers: set[str] = set()  # every worker address ever live: only those can die
         self._slots = 1
         self._checked = -math.inf
         self.mean_task_seconds = DEFAULT_TASK_SECONDS
@@ -501,9 +524,12 @@ class Pool:
             self._lock.notify_all()
 
     def _refresh_workers(self) -> None:
-        info = self.client.scheduler_info(n_workers=-1)["workers"]
-        self._live_workers = set(info)
-        self._slots = max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
+        # Asked of the scheduler itself: the client's cached view lags by seconds, and a worker that joined
+        # since (a replacement) would look dead.
+        threads = self.client.run_on_scheduler(_worker_threads)
+        self._seen_workers |= set(threads)
+        self._live_workers = set(threads)
+        self._slots = max(1, sum(threads.values()))
         self._checked = time.monotonic()
 
     def _dispatch_loop(self) -> None:
@@ -580,12 +606,12 @@ class Pool:
 
     def _fail_trials_of_dead_workers(self) -> None:
         """A task whose worker vanished left its trial RUNNING: FAIL it now (Dask reruns the task elsewhere)."""
-        from optuna.trial import TrialState
-
         for job in list(self._jobs):
             for task in list(job.tasks):
                 if task.address is None or task.address in self._live_workers:
                     continue
+                if task.address not in self._seen_workers:
+                    continue  # joined after the last look: not dead, new
                 if task.trial is not None:
                     url, study_name, number = task.trial
                     try:

@@ -63,6 +63,14 @@ def pool():
     return shared
 
 
+@pytest.fixture(autouse=True)
+def pool_before_apptest(request) -> None:
+    """Page tests (modules using AppTest) start the pool before their first script run: starting it inside
+    the run (as a server's first visit does) can outlast AppTest's timeout on a loaded machine."""
+    if "AppTest" in vars(request.module):
+        request.getfixturevalue("pool")
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/study.sqlite3"

@@ -224,7 +224,7 @@ def test_a_study_shared_by_the_embedded_pool_and_another_machines_worker(dataset
     joined = dask_process("worker", pool.address, "--nthreads", "1", "--no-nanny", "--name", "second-machine")
     try:
         wait_until(lambda: pool.workers() == 3, "the second machine's worker to join", timeout=120)
-        plan = StudyPlan(sqlite_url, "shared", trials=9, epochs=20, pruner="none", space=SMALL, shared_target=True)
+        plan = StudyPlan(sqlite_url, "shared", trials=9, epochs=10, pruner="none", space=SMALL, shared_target=True)
         optuna.create_study(study_name="shared", storage=sqlite_url, direction="maximize").set_user_attr(
             "target_trials", 9
         )
