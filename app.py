@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from pages.common import ENTERED_THROUGH_APP, compute_pool, sidebar
+from pages.common import compute_pool, sidebar
+from pages.keys import ENTERED_THROUGH_APP
 
 # Streamlit runs this file as ``__main__``. The compute pool's worker processes are spawned while it runs,
 # and a spawned process imports the parent's ``__main__`` as ``__mp_main__``: the guard keeps them from

@@ -13,8 +13,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from . import records
 from .config import DEFAULT_STUDY_NAME, settings
 from .data import DatasetError, fetch_dataset, load_dataset, split_dataset
+from .limits import finite_or_none
 from .pool import SCHEDULER_ENV, PoolError
 from .pruning import PRUNERS
 from .search import SAMPLERS, SearchSpace, StudyPlan, parse_depth, run_study
@@ -28,19 +30,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _finite(value):
-    """JSON has no NaN/inf: a diverged run's losses become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _print_json(payload: dict) -> None:
-    print(json.dumps(_finite(payload), allow_nan=False))
+    print(json.dumps(finite_or_none(payload), allow_nan=False))  # JSON has no NaN: a diverged loss is null
 
 
 def _positive_int(text: str) -> int:
@@ -176,7 +167,7 @@ def _study(args: argparse.Namespace) -> int:
     def progress(study, trial) -> None:
         if not args.json:
             value = "-" if trial.value is None else f"{trial.value:.2f}%"
-            worker = trial.user_attrs.get("worker", "")
+            worker = records.trial_worker(trial) or ""
             print(f"trial {trial.number:4d}  {trial.state.name:8s}  {value:>7s}  {worker}  {trial.params}", flush=True)
 
     if args.scheduler:

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from .review import FINISHED, best_so_far, duration_seconds, edf, epochs_run
+from . import records
+from .review import best_so_far, duration_seconds, edf, epochs_run
 
 
 def max_epochs(trials: list[FrozenTrial], study_attrs: dict | None = None) -> int:
     """The planned epochs per trial: the study's ``epochs`` attr, else the longest trial seen."""
-    planned = (study_attrs or {}).get("epochs")
-    if isinstance(planned, int) and planned > 0:
+    planned = records.study_description(study_attrs).epochs
+    if planned is not None:
         return planned
     return max((epochs_run(t) for t in trials), default=0)
 
@@ -28,14 +29,13 @@ def epochs_saved(trials: list[FrozenTrial], study_attrs: dict | None = None) -> 
     """(epochs saved by pruning, epochs actually trained): saved = sum over pruned of (max - run)."""
     most = max_epochs(trials, study_attrs)
     saved = sum(max(most - epochs_run(t), 0) for t in trials if t.state == TrialState.PRUNED)
-    trained = sum(epochs_run(t) for t in trials if t.state in FINISHED)
+    trained = sum(epochs_run(t) for t in records.in_states(trials, records.ENDED))
     return saved, trained
 
 
 def top_trials(trials: list[FrozenTrial], fraction: float = 0.1, maximize: bool = True) -> list[FrozenTrial]:
     """The best ``fraction`` of completed trials (at least one)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    done.sort(key=lambda t: t.value, reverse=maximize)
+    done = sorted(records.completed(trials), key=lambda t: t.value, reverse=maximize)
     return done[: max(1, math.ceil(len(done) * fraction))] if done else []
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .text import clip
 
@@ -43,6 +44,18 @@ SEED = Range(0, 2**31 - 1)  # plus a trial number stays below 2**32, NumPy's leg
 TRIALS = Range(1, 10_000)
 LEARNING_RATE = Range(1e-7, 10.0)
 WEIGHT_DECAY = Range(0.0, 10.0)
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every float that is not finite (NaN, +-inf) replaced by None, also inside dicts, lists and
+    tuples: JSON and Plotly have no NaN, so a diverged run's losses become null (a gap)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def check(setting: str, value: object, allowed: Range, whole: bool = False) -> float | int:

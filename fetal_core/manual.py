@@ -1,7 +1,7 @@
 """Part I's logic without Streamlit: choices for the widgets, the shareable link, run records, the curve
 reading, the "what changed" view and the runnable script of a run.
 
-A run record is a plain dict (it lives in ``st.session_state["manual_runs"]`` and Part II reads it):
+A run record is a plain dict (it lives in the session state under ``pages.keys.MANUAL_RUNS`` and Part II reads it):
 ``TrainResult.to_dict()`` (config, history, final/best/balanced accuracy, confusion matrix, per-class
 recall, stopped_early, null_accuracy, seconds) plus ``number``, ``label`` and ``waited_seconds``.
 """
@@ -170,11 +170,12 @@ def best_run(runs: Sequence[dict]) -> dict | None:
     finished = [r for r in runs if not r["stopped_early"] and r["history"]]
     if not finished:
         return None
-    return max(finished, key=lambda r: (_finite(r["final_val_accuracy"]), _finite(r["balanced_accuracy"])))
 
+    def score(value: object) -> float:  # a diverged run (NaN accuracy) ranks below every real one
+        number = limits.finite_or_none(value)
+        return number if isinstance(number, int | float) else -1.0
 
-def _finite(value: float) -> float:
-    return value if isinstance(value, int | float) and math.isfinite(value) else -1.0
+    return max(finished, key=lambda r: (score(r["final_val_accuracy"]), score(r["balanced_accuracy"])))
 
 
 def run_table(runs: Sequence[dict]) -> list[dict]:

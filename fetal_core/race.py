@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from . import records
 from .data import Dataset
 from .search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from .storage import reap_stale_trials
@@ -46,11 +47,16 @@ def check_race_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class RaceRun:
-    """One (strategy, pruning, seed) run of a race: one Optuna study."""
+    """One (strategy, pruning, seed) run of a race: one Optuna study (its ``records.race_run``)."""
 
     strategy: str
     pruned: bool
     seed: int
+
+    @property
+    def record(self) -> records.RaceRunRecord:
+        """What the run's study stores about it."""
+        return records.RaceRunRecord(self.strategy, self.pruned, self.seed)
 
     @property
     def label(self) -> str:
@@ -150,18 +156,20 @@ def grid_size(space: SearchSpace, points: int) -> int:
 
 def _race_studies(storage: optuna.storages.BaseStorage, name: str | None = None) -> list:
     prefix = RACE_PREFIX if name is None else f"{RACE_PREFIX}{name}:"
-    return [s for s in storage.get_all_studies() if s.study_name.startswith(prefix) and "race" in s.user_attrs]
+    return [
+        s for s in storage.get_all_studies() if s.study_name.startswith(prefix) and records.is_race_study(s.user_attrs)
+    ]
 
 
 def list_races(storage: optuna.storages.BaseStorage) -> list[str]:
     """Names of the races in the storage, sorted."""
-    return sorted({s.user_attrs["race"]["name"] for s in _race_studies(storage)})
+    return sorted({records.race_plan(s.user_attrs)["name"] for s in _race_studies(storage)})
 
 
 def load_plan(name: str, storage: optuna.storages.BaseStorage) -> RacePlan | None:
     """The stored settings of race ``name`` (None if there is no such race)."""
     studies = _race_studies(storage, check_race_name(name))
-    return RacePlan.from_dict(studies[0].user_attrs["race"]) if studies else None
+    return RacePlan.from_dict(records.race_plan(studies[0].user_attrs)) if studies else None
 
 
 def stored_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list[FrozenTrial]:
@@ -191,10 +199,7 @@ def prepare_race(plan: RacePlan, storage_url: str, storage: optuna.storages.Base
     todo: list[StudyPlan] = []
     for run in plan.runs():
         study = open_study(plan.study_plan(run, storage_url, plan.trials), storage)
-        if "race" not in study.user_attrs:
-            study.set_user_attr("race", plan.to_dict())
-            study.set_user_attr("race_run", asdict(run))
-            study.set_user_attr("target_trials", plan.target_trials(run))  # the sidebar's progress line
+        records.mark_race_study(study, plan.to_dict(), run.record, plan.target_trials(run))
         reap_stale_trials(study)
         trials = study.get_trials(deepcopy=False)
         running = [t.number for t in trials if t.state == TrialState.RUNNING]
@@ -203,11 +208,16 @@ def prepare_race(plan: RacePlan, storage_url: str, storage: optuna.storages.Base
                 f"race '{plan.name}': trial {running[0]} of '{study.study_name}' is still RUNNING "
                 "(another session is running this race); wait for it or stop it first."
             )
-        used = {TrialState.COMPLETE, TrialState.PRUNED} | ({TrialState.FAIL} if run.strategy == "grid" else set())
-        remaining = plan.target_trials(run) - sum(t.state in used for t in trials)
+        remaining = plan.target_trials(run) - records.count(trials, _used_states(run))
         if remaining > 0:
             todo.append(plan.study_plan(run, storage_url, remaining))
     return todo
+
+
+def _used_states(run: RaceRun) -> tuple[TrialState, ...]:
+    """The trials that use up a run's budget: the finished ones, and on grid the failed ones too (its sampler
+    treats a failed grid point as visited and does not revisit it)."""
+    return records.ENDED if run.strategy == "grid" else records.FINISHED
 
 
 def start_race(
@@ -258,9 +268,7 @@ def race_progress(plan: RacePlan, storage: optuna.storages.BaseStorage) -> RaceP
     for run in plan.runs():
         trials = stored_trials(storage, run.study_name(plan.name))
         states = [t.state for t in trials]
-        done = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
-        if run.strategy == "grid":
-            done += states.count(TrialState.FAIL)  # a failed grid point is not revisited
+        done = records.count(trials, _used_states(run))
         rows.append(
             dict(
                 run=run.label, seed=run.seed, finished=min(done, plan.target_trials(run)),

@@ -17,6 +17,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from . import records
 from .race import STRATEGY_NAMES, RacePlan, RaceRun, stored_trials
 
 
@@ -52,16 +53,9 @@ def _quartiles(values) -> tuple[float, float, float]:
 def _run_curve(trials: list[FrozenTrial]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per finished trial (in order): best-so-far value (NaN before the first COMPLETE), epochs spent
     by then, and the trial's own value (NaN if pruned)."""
-    best, spent, values, running_best, total = [], [], [], -math.inf, 0
-    for t in trials:
-        total += len(t.intermediate_values)
-        value = t.value if t.state == TrialState.COMPLETE and t.value is not None else math.nan
-        if not math.isnan(value):
-            running_best = max(running_best, value)
-        best.append(running_best if running_best > -math.inf else math.nan)
-        spent.append(total)
-        values.append(value)
-    return np.array(best, dtype=float), np.array(spent, dtype=float), np.array(values, dtype=float)
+    spent = np.cumsum([len(t.intermediate_values) for t in trials], dtype=float)
+    values = [t.value if t.state == TrialState.COMPLETE and t.value is not None else math.nan for t in trials]
+    return np.array(records.best_so_far(trials), dtype=float), spent, np.array(values, dtype=float)
 
 
 def _first_reach(best, xs, target: float) -> float:
@@ -83,12 +77,8 @@ def analyze_race(plan: RacePlan, storage: optuna.storages.BaseStorage, target: f
     curves: dict[RaceRun, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     samples = []
     for run in plan.runs():
-        finished = [
-            t
-            for t in stored_trials(storage, run.study_name(plan.name))
-            if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        ]
-        finished.sort(key=lambda t: t.number)
+        finished = sorted(records.in_states(stored_trials(storage, run.study_name(plan.name)), records.FINISHED),
+                          key=lambda t: t.number)  # fmt: skip
         curves[run] = _run_curve(finished)
         for t, value in zip(finished, curves[run][2]):
             samples.append(

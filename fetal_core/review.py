@@ -21,10 +21,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from . import uploads
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
+from . import records, uploads
 
 
 class ReviewError(ValueError):
@@ -64,23 +61,24 @@ class StudyState:
 
 
 def _state_counts_sql(storage: RDBStorage, study_id: int | None = None) -> list[tuple]:
-    """Per (study, state): count, max and min objective-0 value, first start. One grouped query."""
+    """Per (study name, state): count, max and min objective-0 value, first start. One grouped query."""
     from sqlalchemy import text
 
     where = "" if study_id is None else "WHERE t.study_id = :sid"
     query = text(
-        "SELECT t.study_id, t.state, COUNT(*), MAX(v.value), MIN(v.value), MIN(t.datetime_start) "
-        "FROM trials t LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
-        f"{where} GROUP BY t.study_id, t.state"
+        "SELECT s.study_name, t.state, COUNT(*), MAX(v.value), MIN(v.value), MIN(t.datetime_start) "
+        "FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "LEFT JOIN trial_values v ON v.trial_id = t.trial_id AND v.objective = 0 "
+        f"{where} GROUP BY s.study_name, t.state"
     )
     with storage.engine.connect() as connection:
         return [tuple(r) for r in connection.execute(query, {} if study_id is None else {"sid": study_id})]
 
 
-def _state_counts_generic(storage: BaseStorage, study_id: int) -> list[tuple]:
+def _state_counts_generic(storage: BaseStorage, study_id: int, name: str) -> list[tuple]:
     rows: dict[str, list] = {}
     for t in storage.get_all_trials(study_id, deepcopy=False):
-        row = rows.setdefault(t.state.name, [study_id, t.state.name, 0, None, None, None])
+        row = rows.setdefault(t.state.name, [name, t.state.name, 0, None, None, None])
         row[2] += 1
         if t.values:
             v = t.values[0]
@@ -91,18 +89,21 @@ def _state_counts_generic(storage: BaseStorage, study_id: int) -> list[tuple]:
     return [tuple(r) for r in rows.values()]
 
 
-def _counts(storage: BaseStorage, study_id: int | None = None) -> dict[int, list[tuple]]:
-    by_study: dict[int, list[tuple]] = {}
+def _counts(storage: BaseStorage, study: tuple[int, str] | None = None) -> dict[str, list[tuple]]:
+    """Rows of ``_state_counts_sql`` by study name, for every study or one ``(study id, name)``."""
+    by_study: dict[str, list[tuple]] = {}
     if isinstance(storage, RDBStorage):
         try:
-            for row in _state_counts_sql(storage, study_id):
+            for row in _state_counts_sql(storage, None if study is None else study[0]):
                 by_study.setdefault(row[0], []).append(row)
             return by_study
         except Exception:  # an unexpected schema: fall back to Optuna's API
             by_study.clear()
-    ids = [study_id] if study_id is not None else [s._study_id for s in storage.get_all_studies()]
-    for sid in ids:
-        by_study[sid] = _state_counts_generic(storage, sid)
+    if study is not None:
+        return {study[1]: _state_counts_generic(storage, *study)}
+    for s in storage.get_all_studies():  # an id per name: a lookup in memory on the storages that get here
+        name = s.study_name
+        by_study[name] = _state_counts_generic(storage, storage.get_study_id_from_name(name), name)
     return by_study
 
 
@@ -122,12 +123,12 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
     rows = []
     for s in studies:
         maximize = s.directions[0] == StudyDirection.MAXIMIZE
-        by_state = {r[1]: r for r in counts.get(s._study_id, [])}
+        by_state = {r[1]: r for r in counts.get(s.study_name, [])}
         complete = by_state.get("COMPLETE")
         best = None if complete is None else (complete[3] if maximize else complete[4])
         starts = [_parse_time(r[5]) for r in by_state.values() if r[5] is not None]
         n = {state: r[2] for state, r in by_state.items()}
-        attrs, epochs = s.user_attrs, s.user_attrs.get("epochs")
+        described = records.study_description(s.user_attrs)
         rows.append(
             StudyRow(
                 s.study_name,
@@ -140,9 +141,9 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
                 n.get("RUNNING", 0) + n.get("WAITING", 0),
                 None if best is None else float(best),
                 min(starts) if starts else None,
-                attrs.get("sampler"),
-                attrs.get("pruner"),
-                int(epochs) if isinstance(epochs, int | float) else None,
+                described.sampler,
+                described.pruner,
+                described.epochs,
             )  # fmt: skip
         )
     return rows
@@ -154,20 +155,21 @@ def study_state(storage: BaseStorage, name: str) -> StudyState:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
         raise ReviewError(f"study '{name}' is not in this storage (any more).") from None
-    rows = _counts(storage, study_id).get(study_id, [])
+    rows = _counts(storage, (study_id, name)).get(name, [])
     by_state = {r[1]: r[2] for r in rows}
-    finished = sum(by_state.get(s.name, 0) for s in FINISHED)
-    running = sum(by_state.get(s.name, 0) for s in ACTIVE)
+    finished = sum(by_state.get(s.name, 0) for s in records.ENDED)
+    running = sum(by_state.get(s.name, 0) for s in records.LIVE)
     return StudyState(study_id, sum(by_state.values()), finished, running)
 
 
 def load_trials(storage: BaseStorage, study_id: int, active_only: bool = False) -> list[FrozenTrial]:
-    """The study's trials sorted by number: finished ones, or (``active_only``) RUNNING/WAITING ones.
+    """The study's trials sorted by number: the ended ones (``records.ENDED``: finished or failed, they no longer
+    change), or (``active_only``) the live ones (``records.LIVE``: RUNNING/WAITING).
 
     On RDB storages the tables are read with six plain queries (``_load_trials_sql``): Optuna's own
     ``get_all_trials`` builds an ORM object per row (~57,000 for 1,000 trials of 50 epochs), 4 s or more.
     """
-    states = ACTIVE if active_only else FINISHED
+    states = records.LIVE if active_only else records.ENDED
     trials = None
     if isinstance(storage, RDBStorage):
         try:
@@ -279,8 +281,8 @@ def snapshot(
         copy = FrozenTrial(
             number=t.number, state=t.state, value=None, values=t.values, datetime_start=t.datetime_start,
             datetime_complete=t.datetime_complete, params=t.params, distributions=t.distributions, user_attrs={},
-            system_attrs={}, intermediate_values=t.intermediate_values if curves else {}, trial_id=t._trial_id,
-        )  # fmt: skip
+            system_attrs={}, intermediate_values=t.intermediate_values if curves else {}, trial_id=t.number,
+        )  # fmt: skip  (add_trials gives each copy a new id: the template's trial_id is not read)
         lean.append(copy)
     study.add_trials(lean)
     return study
@@ -313,17 +315,17 @@ def open_study_file(data: bytes, folder: str | Path | None = None) -> tuple[str,
 
 def architecture(trial: FrozenTrial) -> list[int]:
     """Hidden layer widths: from the stored config, else from ``layer_i`` params."""
-    config = trial.user_attrs.get("config")
-    if isinstance(config, dict) and isinstance(config.get("hidden_layers"), list):
-        return [int(u) for u in config["hidden_layers"]]
+    stored = records.hidden_layers(trial)
+    if stored is not None:
+        return stored
     layers = sorted((int(k[6:]), v) for k, v in trial.params.items() if k.startswith("layer_") and k[6:].isdigit())
     return [int(v) for _, v in layers]
 
 
 def epochs_run(trial: FrozenTrial) -> int:
     """How many epochs the trial reported (history, else intermediate values)."""
-    history = trial.user_attrs.get("history")
-    if isinstance(history, dict) and isinstance(history.get("epoch"), list):
+    history = records.trial_history(trial)
+    if history is not None:
         return len(history["epoch"])
     return len(trial.intermediate_values)
 
@@ -355,24 +357,21 @@ def trials_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
         row["architecture"] = "-".join(map(str, layers)) if layers else None
         for name, value in t.params.items():
             row[f"params_{name}"] = value
-        metrics = t.user_attrs.get("metrics")
-        if isinstance(metrics, dict):
+        metrics = records.trial_metrics(t)
+        if metrics is not None:
             for key in ("balanced_accuracy", "seconds"):
                 if isinstance(metrics.get(key), int | float):
                     row[f"metrics_{key}"] = metrics[key]
-        for key, value in t.user_attrs.items():
-            if key not in ("config", "history", "metrics"):
-                row[f"user_{key}"] = (
-                    value if value is None or isinstance(value, bool | int | float | str) else str(value)
-                )
+        for key, value in records.other_trial_attrs(t).items():
+            row[f"user_{key}"] = value if value is None or isinstance(value, bool | int | float | str) else str(value)
         rows.append(row)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["number", "state", "value", "duration_s"])
 
 
 def trial_curve(trial: FrozenTrial) -> pd.DataFrame:
     """Per-epoch curve: our ``history`` columns, else the intermediate values (plain Optuna studies)."""
-    history = trial.user_attrs.get("history")
-    if isinstance(history, dict) and history.get("epoch"):
+    history = records.trial_history(trial)
+    if history is not None and history["epoch"]:
         lengths = {len(v) for v in history.values() if isinstance(v, list)}
         if len(lengths) == 1:
             return pd.DataFrame({k: v for k, v in history.items() if isinstance(v, list)})
@@ -382,16 +381,16 @@ def trial_curve(trial: FrozenTrial) -> pd.DataFrame:
 
 def best_so_far(trials: list[FrozenTrial], maximize: bool = True) -> pd.DataFrame:
     """Completed trials in order with the best value found so far (a study's progress curve)."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    done = records.completed(trials)
     values = np.array([t.value for t in done], dtype=float)
-    best = np.maximum.accumulate(values) if maximize else np.minimum.accumulate(values)
+    best = np.array(records.best_so_far(done, maximize), dtype=float)
     return pd.DataFrame({"trial": [t.number for t in done], "completed": np.arange(1, len(done) + 1),
                          "value": values, "best": best})  # fmt: skip
 
 
 def edf(trials: list[FrozenTrial]) -> pd.DataFrame:
     """Empirical distribution of completed values: share of trials with a value at most ``value``."""
-    values = np.sort([t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None])
+    values = np.sort([t.value for t in records.completed(trials)])
     return pd.DataFrame({"value": values, "share": np.arange(1, len(values) + 1) / max(len(values), 1)})
 
 

@@ -20,14 +20,22 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from . import limits
+from . import limits, records
 from .data import Dataset, Split, split_dataset
-from .pruning import PRUNERS, make_pruner, pruning_check
+from .pruning import MEDIAN_RULE, PRUNERS, make_pruner, pruning_check
 from .storage import open_storage, reap_stale_trials
 from .training import OPTIMIZERS, ConfigError, EpochMetrics, TrainConfig, train
 
-SAMPLERS = ("tpe", "random", "grid", "gp", "cmaes")
-TARGET_ATTR = "target_trials"  # study user attr: the total of finished trials its page workers aim at together
+# The samplers a study may use: name -> what it does (the pages' help texts; the CLI's choices).
+SAMPLERS: dict[str, str] = {
+    "tpe": "TPE (Bayesian): models good vs bad settings from past trials (its first 10 trials are random draws); "
+    "the notebook's choice, best default.",
+    "random": "Random: independent draws; the honest baseline, parallelises perfectly and needs no history.",
+    "grid": "Grid: every combination of 3 values per range, visited in random order; needs a fixed depth (the "
+    "race's reduced space), grows very fast.",
+    "gp": "Gaussian process (GP): a smooth model of accuracy; strong with few trials, slower per trial.",
+    "cmaes": "CMA-ES: evolves a population of settings; for many trials on numeric ranges.",
+}
 # Errors inside one trial that fail that trial but let the study go on (a NaN, a bad suggestion).
 TRIAL_ERRORS = (ArithmeticError, RuntimeError, ValueError)
 
@@ -211,7 +219,7 @@ class StudyPlan:
     space: SearchSpace = field(default_factory=SearchSpace)
     standardize: bool = False
     grid_points: int = 3
-    shared_target: bool = False  # stop once the study's TARGET_ATTR is reached by all its workers together
+    shared_target: bool = False  # stop once the study's target (records.target_trials) is reached by all its workers
 
     def __post_init__(self) -> None:
         check_study_name(self.study_name)
@@ -225,18 +233,17 @@ class StudyPlan:
         if self.sampler == "grid":
             self.space.grid(self.grid_points)  # validates: grid needs a fixed depth
 
-    def description(self) -> dict:
+    def description(self) -> records.StudyDescription:
         """What the study records about how it was made (study user attrs)."""
-        return {
-            "sampler": self.sampler,
-            "pruner": self.pruner,
-            "seed": self.seed,
-            "epochs": self.epochs,
-            "standardize": self.standardize,
-            "search_space": self.space.to_dict(),
-            "created_by": "fetal_core",
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
+        return records.StudyDescription(
+            sampler=self.sampler,
+            pruner=self.pruner,
+            seed=self.seed,
+            epochs=self.epochs,
+            standardize=self.standardize,
+            search_space=self.space.to_dict(),
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
 
 
 def make_objective(
@@ -249,11 +256,11 @@ def make_objective(
         config = TrainConfig(
             **plan.space.suggest(trial), epochs=plan.epochs, seed=plan.seed + trial.number, standardize=plan.standardize
         )
-        trial.set_user_attr("config", config.to_dict())
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # the process that trained it
+        records.store_config(trial, config.to_dict())
+        records.store_worker(trial, f"{socket.gethostname()}:{os.getpid()}")  # the process that trained it
         history: list[EpochMetrics] = []
         reported: dict[int, float] = {}
-        should_prune = pruning_check(trial)
+        should_prune = pruning_check(trial, MEDIAN_RULE if plan.pruner == "median" else None)
 
         def report(metrics: EpochMetrics) -> None:
             history.append(metrics)
@@ -269,11 +276,11 @@ def make_objective(
         finally:
             if history:
                 try:
-                    trial.set_user_attr("history", history_columns(history))
+                    records.store_history(trial, history_columns(history))
                 except Exception:  # the storage may be the reason we are unwinding; keep that error
                     pass
-        trial.set_user_attr(
-            "metrics",
+        records.store_metrics(
+            trial,
             {
                 "balanced_accuracy": result.final_balanced_accuracy,
                 "confusion_matrix": result.confusion_matrix,
@@ -335,8 +342,7 @@ def summarize(study: optuna.Study, seconds: float = 0.0, ran: int = 0, interrupt
     """Counts by state and the best trial, read from the storage."""
     trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = max(complete, key=lambda t: t.value, default=None)
+    best = records.best_trial(trials, study.direction == optuna.study.StudyDirection.MAXIMIZE)
     return StudySummary(
         study=study.study_name,
         trials=len(trials),
@@ -370,23 +376,21 @@ def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage | None = No
         # Resuming: a fresh sampler with the plan's seed would redraw the first trials' points (its random
         # start-up phase); offsetting the seed by the trials already there keeps resuming reproducible.
         study.sampler = make_sampler(plan.sampler, plan.seed + existing, plan.space, plan.grid_points)
-    if "sampler" not in study.user_attrs:
-        for key, value in plan.description().items():
-            study.set_user_attr(key, value)
+    records.describe_study(study, plan.description())
     return study
 
 
 def target_reached(study: optuna.Study) -> bool:
-    """Whether the trials finished or running reach the study's shared target (``TARGET_ATTR``), if it has one.
+    """Whether the trials finished or running reach the study's shared target (``records.target_trials``), if any.
 
     Counting the running trials too lets two sessions that start the same study at once share one target
     instead of running it twice over: each stops starting trials once the others' running trials fill it.
     """
-    target = study.user_attrs.get(TARGET_ATTR)
-    if not target:
+    target = records.target_trials(study.user_attrs)
+    if target is None:
         return False
-    live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=live)) >= int(target)
+    counted = (*records.FINISHED, TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=counted)) >= target
 
 
 def run_study(

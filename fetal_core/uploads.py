@@ -260,7 +260,8 @@ def copy_study_file(raw: str, target: str, limits: dict) -> dict[str, int]:
 
     storage = RDBStorage(f"sqlite:///{target}", skip_compatibility_check=True, skip_table_creation=True)
     studies = storage.get_all_studies()
-    trials = sum(len(storage.get_all_trials(s._study_id, deepcopy=False)) for s in studies)
+    ids = [storage.get_study_id_from_name(s.study_name) for s in studies]
+    trials = sum(len(storage.get_all_trials(study_id, deepcopy=False)) for study_id in ids)
     storage.engine.dispose()
     return {"studies": len(studies), "trials": trials}
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from fetal_core import uploads
+from fetal_core import records, uploads
 from fetal_core.config import Settings, settings
 from fetal_core.data import Dataset, DatasetError, load_dataset
-from fetal_core.search import TARGET_ATTR
 from fetal_core.text import plain
+from pages import keys
 
 
 def app_settings() -> Settings:
@@ -25,9 +25,6 @@ def app_settings() -> Settings:
 
 
 # ---------------------------------------------------------------- the data set
-
-
-SESSION_DATA = "session_dataset"  # session_state key of this session's uploaded data set
 
 
 @dataclass(frozen=True)
@@ -73,7 +70,7 @@ def dataset_problem() -> str | None:
 
 def session_data() -> SessionData | None:
     """This session's uploaded data set, if it uploaded one."""
-    return st.session_state.get(SESSION_DATA)
+    return st.session_state.get(keys.SESSION_DATA)
 
 
 def use_uploaded_data(raw: bytes, name: str) -> SessionData:
@@ -83,7 +80,7 @@ def use_uploaded_data(raw: bytes, name: str) -> SessionData:
     if held is not None and held.digest == digest:
         return held
     held = SessionData(name, digest, load_dataset(raw, name))
-    st.session_state[SESSION_DATA] = held
+    st.session_state[keys.SESSION_DATA] = held
     return held
 
 
@@ -135,9 +132,6 @@ def sweep_uploads() -> None:
         uploads.sweep_sessions(folder, runtime.get_instance().is_active_session)
 
 
-ENTERED_THROUGH_APP = "entered_through_app"  # session_state marker set by app.py
-
-
 def enter_through_app() -> None:
     """Make sure this page runs inside app.py (navigation, sidebar, worker leases), even on a direct link.
 
@@ -147,9 +141,14 @@ def enter_through_app() -> None:
     through app.py yet it switches the server to ``st.navigation`` mode (Streamlit's own flag, which
     st.navigation sets too) and reruns, so app.py runs and routes to the same page.
     """
+    # The one use of a Streamlit private module, kept in this function. Upstream behaviour it works around
+    # (Streamlit 1.67, streamlit/runtime/pages_manager.py): the first ``PagesManager`` sets the class flag
+    # ``PagesManager.uses_pages_directory`` to whether a ``pages/`` folder sits beside the main script, and
+    # while it is True the ScriptRunner runs the requested page file through ``_mpa_v1`` instead of app.py;
+    # only ``st.navigation`` sets it to False. tests/test_app_routing.py fails if any of that changes.
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory and not st.session_state.get(ENTERED_THROUGH_APP):
+    if PagesManager.uses_pages_directory and not st.session_state.get(keys.ENTERED_THROUGH_APP):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
@@ -265,19 +264,17 @@ def session_workers() -> dict:
     Each value is a ``fetal_core.pool.StudyRun``; the sidebar renews their leases while the tab is
     open, so closing the tab stops them.
     """
-    return st.session_state.setdefault("workers", {})
+    return st.session_state.setdefault(keys.WORKERS, {})
 
 
 LEASE_RENEW_SECONDS = 5  # well inside fetal_core.pool.STUDY_LEASE_SECONDS (30 s)
 
 
 def _finished_and_target(url: str, study_name: str, default_target: int) -> tuple[int, int]:
-    from optuna.trial import TrialState
-
     storage = shared_storage(url)
     study_id = storage.get_study_id_from_name(study_name)
-    finished = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    target = storage.get_study_user_attrs(study_id).get(TARGET_ATTR) or default_target
+    finished = storage.get_all_trials(study_id, deepcopy=False, states=records.FINISHED)
+    target = records.target_trials(storage.get_study_user_attrs(study_id)) or default_target
     return len(finished), int(target)
 
 

@@ -17,6 +17,7 @@ from pages.common import (
     session_data,
     use_uploaded_data,
 )
+from pages.keys import HOME_UPLOAD_MESSAGE
 
 enter_through_app()
 
@@ -54,8 +55,8 @@ with right:
     )
 
 st.subheader("The data set at a glance")
-if "home_upload_message" in st.session_state:
-    st.success(st.session_state.pop("home_upload_message"))
+if HOME_UPLOAD_MESSAGE in st.session_state:
+    st.success(st.session_state.pop(HOME_UPLOAD_MESSAGE))
 data = current_dataset()
 if data is not None:
     counts = data.class_counts
@@ -98,7 +99,7 @@ if server_dataset() is None:  # the server has no usable data set: each session 
             st.error(f"This file cannot be used: {plain(err)}")  # quotes the file's name and columns
         else:
             if used is not held:
-                st.session_state["home_upload_message"] = (
+                st.session_state[HOME_UPLOAD_MESSAGE] = (
                     f"Using '{plain(used.name)}' for this session: {used.dataset.rows:,} rows, null accuracy "
                     f"{used.dataset.null_accuracy:.1f}%. Every page of this session now uses it."
                 )

@@ -1,9 +1,9 @@
 """Part I's Streamlit pieces: the cached split, the live chart, one training run on the compute pool
 followed by the page script, and the run history views. The pure logic lives in ``fetal_core.manual``.
 
-Session-state contract with the other pages:
-``manual_runs`` (every run record of the session), ``best_manual_run`` (the best finished one),
-``load_into_part1`` (a TrainConfig dict Part II hands over; Part I pops it).
+Session-state contract with the other pages (keys in ``pages.keys``):
+``MANUAL_RUNS`` (every run record of the session), ``BEST_MANUAL_RUN`` (the best finished one),
+``LOAD_INTO_PART1`` (a TrainConfig dict Part II hands over; Part I pops it).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from fetal_core.data import CLASS_NAMES, Dataset
 from fetal_core.manual import best_run, config_changes, make_run_record, read_curve, run_table, runnable_script
 from fetal_core.text import plain
 from fetal_core.training import TrainConfig
+from pages import keys
 from pages.common import compute_pool, show_pool_problem
 
-RUNS_KEY, BEST_KEY, LIVE_KEY = "manual_runs", "best_manual_run", "part1_live_run"
+RUNS_KEY, BEST_KEY, LIVE_KEY = keys.MANUAL_RUNS, keys.BEST_MANUAL_RUN, keys.PART1_LIVE_RUN
 MIN_REDRAW_SECONDS = 0.15  # at most ~7 chart frames a second (each one re-mounts the Plotly chart) ...
 MAX_DRAW_SHARE = 0.05  # ... and drawing takes at most ~5 % of the run's time
 WAIT_POLL_SECONDS = 0.1  # the page looks for new epochs (and for a Stop click) this often

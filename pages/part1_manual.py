@@ -16,6 +16,7 @@ from fetal_core.manual import (
 )
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
+from pages import keys
 from pages.common import current_dataset, enter_through_app
 from pages.manual_support import (
     curve_figure,
@@ -28,7 +29,7 @@ from pages.manual_support import (
 
 enter_through_app()
 
-CONFIG_KEY = "part1_config"  # the last submitted settings (widget state is lost on a page switch)
+CONFIG_KEY = keys.PART1_CONFIG
 WIDGETS = {  # TrainConfig field -> widget key (a widget with key k carries the CSS class st-key-k)
     "hidden_layers": "part1_layers", "batch_size": "part1_batch", "optimizer": "part1_optimizer",
     "learning_rate": "part1_lr", "weight_decay": "part1_wd", "scheduler": "part1_scheduler",
@@ -61,9 +62,9 @@ def apply_to_widgets(config: TrainConfig) -> None:
         st.session_state[key] = format_layers(value) if name == "hidden_layers" else value
 
 
-handed_over = st.session_state.pop("load_into_part1", None)
-link_already_read = st.session_state.get("part1_link_read", False)
-st.session_state["part1_link_read"] = True  # a link applies once, when the session opens Part I
+handed_over = st.session_state.pop(keys.LOAD_INTO_PART1, None)
+link_already_read = st.session_state.get(keys.PART1_LINK_READ, False)
+st.session_state[keys.PART1_LINK_READ] = True  # a link applies once, when the session opens Part I
 if handed_over is not None:
     try:
         # Through the same checks as a shared link, so out-of-range values are dropped with a note.
@@ -158,10 +159,10 @@ chart.plotly_chart(latest_figure)
 st.divider()
 with st.container(key="part1_result"):
     labels = [r["label"] for r in runs]
-    if st.session_state.get("part1_runs_seen") != len(runs):  # a new run: show it
-        st.session_state["part1_runs_seen"] = len(runs)
-        st.session_state["part1_detail_run"] = labels[-1]
-    chosen = st.selectbox("Show the details of", labels[::-1], key="part1_detail_run")
+    if st.session_state.get(keys.PART1_RUNS_SEEN) != len(runs):  # a new run: show it
+        st.session_state[keys.PART1_RUNS_SEEN] = len(runs)
+        st.session_state[keys.PART1_DETAIL_RUN] = labels[-1]
+    chosen = st.selectbox("Show the details of", labels[::-1], key=keys.PART1_DETAIL_RUN)
     show_run(runs[labels.index(chosen)])
 st.divider()
 with st.container(key="part1_history"):

@@ -8,20 +8,19 @@ up too. The sidebar (pages.common) renews the study's lease.
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 from optuna.trial import TrialState
 
-from fetal_core import limits
+from fetal_core import limits, records
 from fetal_core.config import DEFAULT_STUDY_NAME
-from fetal_core.search import SearchSpace, StudyPlan, open_study
+from fetal_core.pruning import PRUNERS
+from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
+from pages import keys
 from pages import study_live as live
 from pages.common import (
-    TARGET_ATTR,
     app_settings,
     compute_pool,
     configured_storage,
@@ -36,19 +35,7 @@ enter_through_app()
 
 WORKER = "Part II"  # this page's entry in session_workers()
 NEW_STUDY = "➕ New study"
-FOLLOWED = "part2_study"  # session key: the study this session is watching
-SAMPLERS = {
-    "tpe": "TPE (Bayesian): models good vs bad settings from past trials; the notebook's choice, best default.",
-    "random": "Random: independent draws; a baseline that parallelises perfectly and needs no history.",
-    "grid": "Grid: every combination of 3 values per range; needs a fixed depth, grows very fast.",
-    "gp": "Gaussian process: a smooth model of accuracy; strong with few trials, slower per trial.",
-    "cmaes": "CMA-ES: evolves a population of settings; for many trials on numeric ranges.",
-}
-PRUNERS = {
-    "median": "Median: stop a trial whose accuracy is below the median of earlier trials at the same epoch.",
-    "hyperband": "Hyperband: successive halving over several budgets; prunes hard, saves the most time.",
-    "none": "None: every trial runs all its epochs (slower, but no good late-bloomer is cut).",
-}
+FOLLOWED = keys.P2_FOLLOWED
 DEPTHS = {"define-by-run": None, "fixed 2": 2, "fixed 3": 3, "fixed 4": 4}
 SCHEDULER = {"search it": None, "always on": True, "always off": False}
 
@@ -72,13 +59,14 @@ def form_values(user_attrs: dict | None, finished: int) -> dict:
     attrs = user_attrs or {}
     space = live.saved_space(attrs) or SearchSpace()
     depth_label = next((k for k, v in DEPTHS.items() if v == space.depth), "define-by-run")
-    target = int(attrs.get(TARGET_ATTR) or 0)
+    target = records.target_trials(attrs) or 0
+    made = records.study_description(attrs)
     return {
-        "p2_sampler": attrs.get("sampler", "tpe") if attrs.get("sampler") in SAMPLERS else "tpe",
-        "p2_seed": within(limits.SEED, int(attrs.get("seed", 42))),
-        "p2_pruner": attrs.get("pruner", "median") if attrs.get("pruner") in PRUNERS else "median",
+        "p2_sampler": made.sampler if made.sampler in SAMPLERS else "tpe",
+        "p2_seed": within(limits.SEED, 42 if made.seed is None else made.seed),
+        "p2_pruner": made.pruner if made.pruner in PRUNERS else "median",
         "p2_trials": within(limits.TRIALS, (target if target > finished else finished + 10) if attrs else 30),
-        "p2_epochs": within(limits.EPOCHS, int(attrs.get("epochs", 50))),
+        "p2_epochs": within(limits.EPOCHS, made.epochs or 50),
         "p2_depth": depth_label,
         "p2_min_layers": space.min_layers,
         "p2_max_layers": space.max_layers,
@@ -111,12 +99,12 @@ def prefill(choice: str, names: list[str]) -> None:
         values = form_values(attrs, live.finished_count(trials))
         values["p2_name"] = choice
         state[FOLLOWED] = choice
-        state["results_study"] = choice
+        state[keys.RESULTS_STUDY] = choice
     state.update(values)
 
 
 def on_choice_change(names: list[str]) -> None:
-    prefill(st.session_state["p2_choice"], names)
+    prefill(st.session_state[keys.P2_CHOICE], names)
 
 
 def start_study(names: list[str]) -> None:
@@ -173,12 +161,12 @@ def start_study(names: list[str]) -> None:
     except Exception as err:  # never Streamlit's crash page for a value we did not foresee
         st.error(f"Not started. {type(err).__name__}: {plain(err, 200)}")
         return
-    study.set_user_attr(TARGET_ATTR, total)
-    study.set_user_attr(live.RUN_STARTED_ATTR, time.time())
+    records.set_target_trials(study, total)
+    records.set_run_started(study)
     session_workers()[WORKER] = pool.run_studies(plan, data)
     state[FOLLOWED] = name
-    state["results_study"] = name
-    state["p2_pending_choice"] = name
+    state[keys.RESULTS_STUDY] = name
+    state[keys.P2_PENDING_CHOICE] = name
     st.rerun()
 
 
@@ -191,16 +179,16 @@ def stop_study() -> None:
 
 def setup_form(names: list[str]) -> None:
     state = st.session_state
-    if "p2_pending_choice" in state:  # a study just started: select it (before the widget exists)
-        state["p2_choice"] = state.pop("p2_pending_choice")
+    if keys.P2_PENDING_CHOICE in state:  # a study just started: select it (before the widget exists)
+        state[keys.P2_CHOICE] = state.pop(keys.P2_PENDING_CHOICE)
     options = [NEW_STUDY, *names]
-    if state.get("p2_choice") not in options:
-        state["p2_choice"] = state.get(FOLLOWED) if state.get(FOLLOWED) in names else NEW_STUDY
-        prefill(state["p2_choice"], names)
+    if state.get(keys.P2_CHOICE) not in options:
+        state[keys.P2_CHOICE] = state.get(FOLLOWED) if state.get(FOLLOWED) in names else NEW_STUDY
+        prefill(state[keys.P2_CHOICE], names)
     elif "p2_sampler" not in state:  # widgets were reset (the student was on another page)
-        prefill(state["p2_choice"], names)
+        prefill(state[keys.P2_CHOICE], names)
     st.selectbox(
-        "Study", options, key="p2_choice", on_change=on_choice_change, args=(names,),
+        "Study", options, key=keys.P2_CHOICE, on_change=on_choice_change, args=(names,),
         help="Pick an existing study to watch it live and continue it, or start a new one.",
     )  # fmt: skip
     with st.form("p2_setup", border=True):
@@ -249,7 +237,7 @@ def live_study() -> None:
     if worker is not None:
         worker.renew()
         worker.poll()
-    if own_worker_running() != st.session_state.get("p2_running_at_render"):
+    if own_worker_running() != st.session_state.get(keys.P2_RUNNING_AT_RENDER):
         st.rerun()  # the worker started or ended: redraw the page (Stop button, results)
     if not name:
         return
@@ -260,8 +248,8 @@ def live_study() -> None:
     trials, attrs = read
     if any(t.state == TrialState.RUNNING for t in trials):
         reap_dead_workers(app_settings().storage_url, name)  # a killed CLI worker's trial must not stay RUNNING
-    target = int(attrs.get(TARGET_ATTR) or live.finished_count(trials) or 1)
-    p = live.progress(trials, target, attrs.get(live.RUN_STARTED_ATTR))
+    target = records.target_trials(attrs) or live.finished_count(trials) or 1
+    p = live.progress(trials, target, records.run_started(attrs))
     st.subheader(f"Study '{plain(name)}'")  # study names are user text (any session's)
     st.progress(p.fraction, text=f"{p.finished} of {p.target} trials finished · {p.running} running")
     cols = st.columns(4)
@@ -272,10 +260,11 @@ def live_study() -> None:
     with st.container(key="p2_table"):
         st.caption(f"{len(trials)} trials")
         st.dataframe(live.trial_table(trials), hide_index=True, height=260)
-    manual = st.session_state.get("best_manual_run") or {}
+    manual = st.session_state.get(keys.BEST_MANUAL_RUN) or {}
     left, right = st.columns(2)
     with left, st.container(key="p2_curves"):
-        st.plotly_chart(live.as_figure(live.curves_figure(trials, attrs.get("epochs"))), key="p2_curves_chart")
+        epochs = records.study_description(attrs).epochs
+        st.plotly_chart(live.as_figure(live.curves_figure(trials, epochs)), key="p2_curves_chart")
     with right, st.container(key="p2_history"):
         history = live.history_figure(trials, manual.get("final_val_accuracy"))
         st.plotly_chart(live.as_figure(history), key="p2_history_chart")
@@ -284,20 +273,21 @@ def live_study() -> None:
 def after_study(name: str) -> None:
     """The best trial, its architecture, and where to go next (Part I, Results)."""
     read = live.read_trials(configured_storage(), name)
-    best = live.best_trial(read[0]) if read else None
+    best = records.best_trial(read[0]) if read else None
     if best is None:
         return
     st.subheader(f"Best trial: #{best.number}, {best.value:.2f}% validation accuracy")
-    config = best.user_attrs.get("config")
+    config = records.trial_config(best)
+    layers = records.hidden_layers(best)
     left, right = st.columns(2)
     left.dataframe({"parameter": list(best.params), "value": [str(v) for v in best.params.values()]}, hide_index=True)
-    if config:
-        right.plotly_chart(live.architecture_figure(config["hidden_layers"]), key="p2_architecture")
+    if layers:
+        right.plotly_chart(live.architecture_figure(layers), key="p2_architecture")
     cols = st.columns(2)
     if config and cols[0].button("Use these settings in Part I", key="p2_use_best", type="primary"):
-        st.session_state["load_into_part1"] = TrainConfig.from_dict(config).to_dict()
+        st.session_state[keys.LOAD_INTO_PART1] = TrainConfig.from_dict(config).to_dict()
         st.switch_page("pages/part1_manual.py")
-    st.session_state["results_study"] = name
+    st.session_state[keys.RESULTS_STUDY] = name
     with cols[1]:
         st.page_link("pages/results.py", label=f"Review '{plain(name)}' on the Results page", icon="📊")
 
@@ -314,7 +304,7 @@ except StorageError as err:  # the instructor's FETAL_HPO_STORAGE cannot be open
     st.stop()
 worker = own_worker()
 running = own_worker_running()
-st.session_state["p2_running_at_render"] = running
+st.session_state[keys.P2_RUNNING_AT_RENDER] = running
 if running:
     plan = worker.plans[0]
     st.info(

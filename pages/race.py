@@ -13,9 +13,11 @@ import streamlit as st
 
 from fetal_core.race import STRATEGY_NAMES, RacePlan, list_races, load_plan, race_progress, start_race
 from fetal_core.race_analysis import RaceAnalysis, analyze_race, table_rows
+from fetal_core.search import SAMPLERS
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
 from fetal_core.training import ConfigError
+from pages import keys
 from pages.common import (
     app_settings,
     compute_pool,
@@ -29,13 +31,6 @@ from pages.common import (
 enter_through_app()
 
 NEW_RACE = "➕ New race"
-STRATEGY_HELP = {
-    "grid": "grid: a lattice of 3 values per range, visited in random order (needs the reduced space)",
-    "random": "random: independent draws, the honest baseline",
-    "tpe": "TPE: Bayesian, models good vs bad settings (its first 10 trials are random draws)",
-    "gp": "GP: Bayesian with a Gaussian process, strong with few trials, slower per trial",
-    "cmaes": "CMA-ES: evolves a population over the numeric ranges",
-}
 PRUNING = {"with median pruning": True, "without pruning": False}
 COLOURS = px.colors.qualitative.Plotly
 
@@ -58,13 +53,13 @@ def start(plan: RacePlan) -> None:
     try:
         workers = start_race(plan, app_settings().storage_url, current_dataset(), configured_storage(), pool)
     except (ConfigError, StorageError) as err:
-        st.session_state["race_error"] = str(err)
+        st.session_state[keys.RACE_ERROR] = str(err)
         return
     for key in [k for k in session_workers() if k.startswith(f"race:{plan.name}:")]:
         del session_workers()[key]  # finished handles of an earlier start
     for i, worker in enumerate(workers):
         session_workers()[f"race:{plan.name}:{i}"] = worker
-    st.session_state["race_choice"] = plan.name
+    st.session_state[keys.RACE_CHOICE] = plan.name
 
 
 def stop(name: str) -> None:
@@ -83,7 +78,7 @@ def setup() -> RacePlan | None:
         name = st.text_input("Race name", value="lesson", key="race_name", max_chars=60)
         strategies = st.multiselect(
             "Strategies", list(STRATEGY_NAMES), default=["tpe", "random", "grid"], key="race_strategies",
-            format_func=lambda s: STRATEGY_NAMES[s], help="\n\n".join(STRATEGY_HELP.values()),
+            format_func=lambda s: STRATEGY_NAMES[s], help="\n\n".join(SAMPLERS.values()),
         )  # fmt: skip
         pruning = st.multiselect("Pruning", list(PRUNING), default=["with median pruning"], key="race_pruning")
         reduced = st.toggle(
@@ -206,12 +201,12 @@ if current_dataset() is None:
     st.warning("No data set yet: upload it on Home first.")
     st.stop()
 storage = configured_storage()
-if error := st.session_state.pop("race_error", None):
+if error := st.session_state.pop(keys.RACE_ERROR, None):
     st.error(plain(error))
 races = list_races(storage)
-if st.session_state.get("race_choice") not in (NEW_RACE, *races):
-    st.session_state["race_choice"] = NEW_RACE
-choice = st.selectbox("Race", [NEW_RACE, *races], key="race_choice", help="Every race stays in the study storage.")
+if st.session_state.get(keys.RACE_CHOICE) not in (NEW_RACE, *races):
+    st.session_state[keys.RACE_CHOICE] = NEW_RACE
+choice = st.selectbox("Race", [NEW_RACE, *races], key=keys.RACE_CHOICE, help="Every race stays in the study storage.")
 
 if choice == NEW_RACE:
     new_plan = setup()

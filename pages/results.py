@@ -14,8 +14,9 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from fetal_core import insights, review, uploads
+from fetal_core import insights, records, review, uploads
 from fetal_core.text import plain
+from pages import keys
 from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_upload_folder
 from pages.results_plots import (
     PLOTS,
@@ -43,7 +44,7 @@ class StudyView:
     running: int
 
 
-UPLOAD_KEY = "results_upload_copy"  # session_state: (digest, url, storage, error) of this session's study file
+UPLOAD_KEY = keys.RESULTS_UPLOAD_COPY  # (digest, url, storage, error) of this session's study file
 
 
 def _open_upload(data: bytes):
@@ -158,7 +159,7 @@ def show_plot(view: StudyView, kind: str, finding: str | None, **figure_args) ->
 def plots_section(view: StudyView) -> None:
     """Every plot with its explanation, in page order; the importances (slow: PED-ANOVA, or fANOVA on
     request) are computed after the other plots are drawn, so a big study shows its first plots at once."""
-    complete = sum(t.state == optuna.trial.TrialState.COMPLETE for t in view.trials)
+    complete = len(records.completed(view.trials))
     use_fanova = st.toggle("Use fANOVA for importances (slower)", key="results_fanova")
     method = "fanova" if use_fanova else "ped-anova"
     data = current_dataset()
@@ -179,7 +180,7 @@ def plots_section(view: StudyView) -> None:
             plot_header(kind)
     waiting = {kind: sections[kind].empty() for kind in DEFERRED}
     importance_key = view.key + (complete, method)
-    if st.session_state.get("results_importances_shown") != importance_key:  # not yet drawn in this session
+    if st.session_state.get(keys.RESULTS_IMPORTANCES_SHOWN) != importance_key:  # not yet drawn in this session
         for note in waiting.values():
             note.caption("⏳ Drawn once the importances are computed, after the other plots.")
     for kind in PLOT_ORDER:
@@ -197,7 +198,7 @@ def plots_section(view: StudyView) -> None:
     with sections["contour"]:
         waiting["contour"].empty()
         contour_section(view, list(importances) or sorted({p for t in view.trials for p in t.params}))
-    st.session_state["results_importances_shown"] = importance_key
+    st.session_state[keys.RESULTS_IMPORTANCES_SHOWN] = importance_key
 
 
 def contour_section(view: StudyView, params: list[str]) -> None:
@@ -243,9 +244,10 @@ def trials_section(view: StudyView, name: str) -> None:
     if shown.empty:
         return
     numbers = shown["number"].tolist()
-    best = shown.loc[shown["value"].idxmax() if view.maximize else shown["value"].idxmin(), "number"] if (
-        shown["value"].notna().any()) else numbers[0]  # fmt: skip
-    number = st.selectbox("Trial detail", numbers, index=numbers.index(best), key="results_trial")
+    listed = set(numbers)
+    best = records.best_trial([t for t in view.trials if t.number in listed], view.maximize)
+    first = numbers.index(best.number) if best is not None else 0
+    number = st.selectbox("Trial detail", numbers, index=first, key="results_trial")
     trial = next(t for t in view.trials if t.number == number)
     left, right = st.columns([1, 2])
     with left:
@@ -369,7 +371,7 @@ if chosen_storage is not None:
     elif rows:
         st.dataframe(study_table(rows), hide_index=True, key="results_studies")
         names = [r.name for r in rows]
-        preferred = st.session_state.get("results_study")
+        preferred = st.session_state.get(keys.RESULTS_STUDY)
         name = st.selectbox("Study to review", names, index=names.index(preferred) if preferred in names else 0,
                             key="results_pick")  # fmt: skip
         row = rows[names.index(name)]

@@ -17,18 +17,16 @@ import pandas as pd
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 
+from fetal_core import records
 from fetal_core.data import CLASS_NAMES, FEATURES
 from fetal_core.search import SearchSpace
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STATE_COLOURS = {"COMPLETE": "#1f77b4", "PRUNED": "#9e9e9e", "RUNNING": "#ff7f0e", "FAIL": "#d62728"}
-RUN_STARTED_ATTR = "run_started"  # study user attr: when the latest page run began (epoch seconds)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    """Names of the studies in the storage, newest first."""
-    studies = storage.get_all_studies()
-    return [s.study_name for s in sorted(studies, key=lambda s: s._study_id, reverse=True)]
+    """Names of the studies in the storage, newest first (a ``FrozenStudy`` sorts in creation order)."""
+    return [s.study_name for s in sorted(storage.get_all_studies(), reverse=True)]
 
 
 def read_trials(storage: optuna.storages.BaseStorage, study_name: str) -> tuple[list[FrozenTrial], dict] | None:
@@ -42,8 +40,8 @@ def read_trials(storage: optuna.storages.BaseStorage, study_name: str) -> tuple[
 
 
 def finished_count(trials: list[FrozenTrial]) -> int:
-    """Trials that count towards the total: COMPLETE and PRUNED (a FAIL, e.g. a stopped trial, does not)."""
-    return sum(t.state in FINISHED for t in trials)
+    """Trials that count towards the total: ``records.FINISHED`` (a FAIL, e.g. a stopped trial, does not)."""
+    return records.count(trials, records.FINISHED)
 
 
 def trials_to_run(target_total: int, trials: list[FrozenTrial]) -> int:
@@ -83,7 +81,7 @@ def progress(trials: list[FrozenTrial], target: int, run_started: float | None, 
     starts = [t.datetime_start.timestamp() for t in trials if t.datetime_start is not None]
     begin = run_started if run_started is not None else (min(starts) if starts else now)
     this_run = [t for t in trials if t.datetime_start is not None and t.datetime_start.timestamp() >= begin - 1]
-    durations = [_seconds(t, now_dt) for t in this_run if t.state in FINISHED]
+    durations = [_seconds(t, now_dt) for t in records.in_states(this_run, records.FINISHED)]
     running = sum(t.state == TrialState.RUNNING for t in trials)
     ends = [t.datetime_complete.timestamp() for t in this_run if t.datetime_complete is not None]
     end = now if running or not ends else max(ends)  # the clock stops when the last trial ends
@@ -93,13 +91,12 @@ def progress(trials: list[FrozenTrial], target: int, run_started: float | None, 
         eta = 0.0
     elif durations:
         eta = remaining * (sum(durations) / len(durations)) / max(1, running)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    best = max(complete, key=lambda t: t.value, default=None)
+    best = records.best_trial(trials)
     return Progress(
         finished=finished_count(trials),
         target=target,
         running=running,
-        failed=sum(t.state == TrialState.FAIL for t in trials),
+        failed=records.count(trials, records.FAILED),
         elapsed=max(0.0, end - begin),
         eta=eta,
         best_value=None if best is None else best.value,
@@ -194,7 +191,7 @@ def history_figure(trials: list[FrozenTrial], manual_best: float | None = None) 
     """Optimisation history (a Plotly figure spec): each finished trial's value, the best so far, and
     (hand vs machine) the best manual run of Part I as a horizontal line."""
     by_number = sorted(trials, key=lambda t: t.number)
-    complete = [t for t in by_number if t.state == TrialState.COMPLETE and t.value is not None]
+    complete = records.completed(by_number)
     pruned = [t for t in by_number if t.state == TrialState.PRUNED and t.intermediate_values]
     traces = [
         {
@@ -217,15 +214,11 @@ def history_figure(trials: list[FrozenTrial], manual_best: float | None = None) 
                 "marker": {"color": STATE_COLOURS["PRUNED"], "symbol": "x", "size": 8},
             }
         )
-    best, best_so_far = -math.inf, []
-    for t in complete:
-        best = max(best, t.value)
-        best_so_far.append(best)
     traces.append(
         {
             "type": "scatter",
             "x": [t.number for t in complete],
-            "y": best_so_far,
+            "y": records.best_so_far(complete),
             "mode": "lines",
             "name": "best so far",
             "line": {"shape": "hv"},
@@ -260,14 +253,12 @@ def architecture_figure(hidden_layers: list[int] | tuple[int, ...]) -> go.Figure
     return figure
 
 
-def best_trial(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return max(complete, key=lambda t: t.value, default=None)
-
-
 def saved_space(user_attrs: dict) -> SearchSpace | None:
-    """The search space a study was created with (its ``search_space`` user attr), if readable."""
+    """The search space a study was created with (``records.study_description``), if readable."""
+    stored = records.study_description(user_attrs).search_space
+    if stored is None:
+        return None
     try:
-        return SearchSpace.from_dict(user_attrs["search_space"])
-    except (KeyError, TypeError, ValueError):
+        return SearchSpace.from_dict(stored)
+    except (TypeError, ValueError):
         return None

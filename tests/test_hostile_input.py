@@ -12,8 +12,8 @@ import uuid
 import optuna
 import pytest
 
-from fetal_core import cli, limits
-from fetal_core.search import TARGET_ATTR, SearchSpace, StudyPlan, open_study, run_study
+from fetal_core import cli, limits, records
+from fetal_core.search import SearchSpace, StudyPlan, open_study, run_study
 from fetal_core.storage import StorageError, open_storage
 from fetal_core.training import ConfigError, TrainConfig
 from tests.conftest import ROOT
@@ -182,7 +182,7 @@ def test_two_sessions_starting_the_same_study_share_one_target(tmp_path, dataset
         storage_url=url, study_name="same name", trials=3, sampler="random", pruner="none", epochs=2,
         space=SearchSpace(depth=2, max_units=16), shared_target=True,
     )  # fmt: skip
-    open_study(plan, storage).set_user_attr(TARGET_ATTR, 3)
+    records.set_target_trials(open_study(plan, storage), 3)
     errors: list[BaseException] = []
 
     def session() -> None:

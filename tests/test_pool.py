@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from fetal_core import records
 from fetal_core.cli import main
 from fetal_core.pool import PoolError, open_pool
 from fetal_core.search import SearchSpace, StudyPlan
@@ -123,7 +124,7 @@ def test_every_trial_records_the_pool_worker_that_trained_it(pool, dataset, sqli
     follow(job, pool)
     trials = trials_of("attrs", sqlite_url)
     assert len(trials) == 4 and all(t.state in ENDED for t in trials)
-    pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in trials}
+    pids = {records.trial_worker_pid(t) for t in trials}
     assert os.getpid() not in pids and pids <= set(worker_pids(pool))
 
 
@@ -167,7 +168,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(datase
             return running[0] if running and running[0].intermediate_values else None
 
         victim = wait_until(running_trial, "a RUNNING trial that has reported an epoch", timeout=300)
-        pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
+        pid = records.trial_worker_pid(victim)
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
 
@@ -239,7 +240,7 @@ def test_a_study_shared_by_the_embedded_pool_and_another_machines_worker(dataset
         stop(joined)
     trials = trials_of("shared", sqlite_url)
     assert all(t.state in ENDED for t in trials) and count("shared", sqlite_url) >= 9
-    pids = {int(t.user_attrs["worker"].rsplit(":", 1)[1]) for t in trials}
+    pids = {records.trial_worker_pid(t) for t in trials}
     assert joined.pid in pids, "the second machine's worker trained nothing"
     assert pids - {joined.pid}, "the embedded workers trained nothing"
 
@@ -265,5 +266,5 @@ def test_the_cli_trains_every_trial_on_the_cluster_it_is_pointed_at(tmp_path, da
     assert done.returncode == 0, done.stderr
     trials = trials_of(name, url)
     assert len(trials) == 3 and all(t.state in ENDED for t in trials)
-    assert {t.user_attrs["worker"].rsplit(":", 1)[1] for t in trials} == {str(worker.pid)}
+    assert {records.trial_worker_pid(t) for t in trials} == {worker.pid}
     assert f":{worker.pid}" in done.stdout  # the CLI's progress lines name the worker too

@@ -19,7 +19,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from benchmarks.results_render import build_study, synthetic_trials
-from fetal_core import insights, review
+from fetal_core import insights, records, review
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 from fetal_core.storage import open_storage
 
@@ -178,7 +178,7 @@ def test_fast_trial_loader_equals_optunas_get_all_trials(rdb_url_and_prefix, awa
 
     for name in ("every_kind", "two_objectives"):
         study_id = storage.get_study_id_from_name(prefix + name)
-        for states, active_only in ((review.FINISHED, False), (review.ACTIVE, True)):
+        for states, active_only in ((records.ENDED, False), (records.LIVE, True)):
             theirs = canonical(storage.get_all_trials(study_id, states=states))
             assert canonical(review._load_trials_sql(storage, study_id, states)) == theirs  # no silent fallback
             assert canonical(review.load_trials(storage, study_id, active_only=active_only)) == theirs

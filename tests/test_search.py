@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from fetal_core.data import CLASS_NAMES, split_dataset
-from fetal_core.pruning import pruning_check
+from fetal_core.pruning import MedianRule, pruning_check
 from fetal_core.search import SearchSpace, StudyPlan, make_sampler, run_study
 from fetal_core.storage import open_storage
 from fetal_core.training import ConfigError, EpochMetrics, TrainConfig, TrainResult, train
@@ -366,19 +366,21 @@ def test_resuming_a_study_adds_trials_with_unique_numbers(dataset, sqlite_url):
 
 
 def test_cheap_median_pruning_decides_like_optunas_should_prune(dataset, sqlite_url):
-    """``pruning_check`` reads the completed trials once per trial, not at every epoch; with one worker
-    it must decide exactly as ``trial.should_prune()`` does, at every epoch of every trial. Both outcomes occur:
+    """``pruning_check`` applies our median rule to the completed trials read once per trial, not at every epoch;
+    with one worker it must decide exactly as Optuna's ``trial.should_prune()`` with the rule's ``MedianPruner``
+    does, at every epoch of every trial. Both outcomes occur:
     2 to 9 of the 12 trials were pruned for each of sampler seeds 0-9 on the Haswell, SandyBridge and SkylakeX
     kernels."""
     split = split_dataset(dataset)
+    rule = MedianRule(n_startup_trials=2)
     study = optuna.create_study(
         storage=open_storage(sqlite_url), direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2),
+        pruner=rule.optuna_pruner(),
     )  # fmt: skip
     decisions: list[tuple[bool, bool]] = []
 
     def objective(trial: optuna.Trial) -> float:
-        should_prune, reported = pruning_check(trial), {}
+        should_prune, reported = pruning_check(trial, rule), {}
         learning_rate = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
         config = TrainConfig(hidden_layers=(16,), batch_size=128, optimizer="SGD", learning_rate=learning_rate,
                              weight_decay=0.0, scheduler=False, epochs=6)  # fmt: skip
