@@ -207,3 +207,29 @@ def median_pruning_replayed(trials: list) -> list[tuple[int, TrialState, int]]:
                 break
         replayed.append((trial.number, state, len(so_far.intermediate_values)))
     return replayed
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), read from /proc; [] once it has exited."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in children.read_text().split()]
+            except OSError:  # the thread or process ended meanwhile
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def process_identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time in clock ticks) of a live process, None when it has exited or is a zombie (a reused pid
+    has another start time, so this tells "the same process still runs" apart from "the pid was reused")."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields after the command name, from the state on
+    return None if fields[0] in ("Z", "X") else (pid, int(fields[19]))
