@@ -1,4 +1,4 @@
-"""A lesson-sized strategy race, two workers (both cores) vs one worker, in the same run.
+"""A lesson-sized strategy race on a compute pool of two workers (both cores) vs one, in the same run.
 
     .venv/bin/python -m benchmarks.race_lesson [--epochs 20] [--trials 20] [--seeds 3]
 
@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 from fetal_core.config import settings
+from fetal_core.data import load_dataset
+from fetal_core.pool import open_pool
 from fetal_core.race import RacePlan, race_progress, start_race
 from fetal_core.race_analysis import analyze_race, table_rows
 from fetal_core.storage import open_storage
@@ -25,16 +27,16 @@ from fetal_core.storage import open_storage
 def run_race(plan: RacePlan, workers: int, folder: Path, data_path: Path) -> tuple[float, list[dict]]:
     url = f"sqlite:///{folder}/race_{workers}.sqlite3"
     storage = open_storage(url)
+    pool = open_pool(workers=workers)  # started (and warm) before the clock starts, as a server's pool is
     started = time.perf_counter()
-    handles = start_race(plan, url, data_path, storage, workers=workers)
+    handles = start_race(plan, url, load_dataset(data_path), storage, pool)
     while any(h.alive() for h in handles):
         for h in handles:
             h.renew()
-            h.poll()
         time.sleep(0.5)
     seconds = time.perf_counter() - started
+    pool.close()
     for h in handles:
-        h.poll()
         if h.error:
             raise SystemExit(f"worker failed: {h.error}")
     progress = race_progress(plan, storage)

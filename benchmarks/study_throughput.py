@@ -1,7 +1,7 @@
 """Study throughput: one Part II session alone vs two sessions at the same time.
 
-Each "session" is what the Part II page starts: ``fetal_core.workers.start_worker`` with one study
-plan (a spawn process) on the server's storage, its lease renewed like the sidebar does. With
+Each "session" is what the Part II page starts: ``Pool.run_studies`` with one study plan on the compute
+pool (``fetal_core.pool``, 2 worker processes), its lease renewed like the sidebar does. With
 ``--browser`` the sessions are real: a ``streamlit run app.py`` server and one Chromium context per
 student, each filling in the Part II form and pressing Start. Both sessions' studies use the same sampler
 seed, so they run the same trials (the same work) as the session alone. The baseline (alone) is measured
@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import optuna  # noqa: E402
 
 from fetal_core.config import settings  # noqa: E402
+from fetal_core.data import load_dataset  # noqa: E402
+from fetal_core.pool import open_pool  # noqa: E402
 from fetal_core.search import StudyPlan, summarize  # noqa: E402
 from fetal_core.storage import open_storage  # noqa: E402
-from fetal_core.workers import start_worker  # noqa: E402
 
 
 def _fixed_work(n: int) -> None:
@@ -58,37 +59,38 @@ def parallel_ceiling(n: int = 10_000_000) -> float:
     return 2 * walls[0] / walls[1]
 
 
-def run_sessions(storage_url: str, data_path: Path, names: list[str], args) -> dict[str, float]:
-    """Start one worker per study name at the same time; return each one's wall time (s) to finish.
-    Also prints the cores the workers actually got (their CPU seconds / wall seconds)."""
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_sessions(pool, storage_url: str, data, names: list[str], args) -> dict[str, float]:
+    """Queue one study per name on the pool at the same time; return each one's wall time (s) to finish.
+    Also prints the cores the pool's workers actually got (their CPU seconds / wall seconds)."""
+    cpu_before = sum(pool.client.run(_cpu_seconds).values())
     started = time.perf_counter()
-    workers = {
-        name: start_worker(
+    jobs = {
+        name: pool.run_studies(
             StudyPlan(
                 storage_url=storage_url, study_name=name, trials=args.trials, sampler="tpe",
                 pruner=args.pruner, seed=42, epochs=args.epochs,
             ),
-            data_path,
+            data,
         )
         for name in names
     }  # fmt: skip
     finished: dict[str, float] = {}
-    while len(finished) < len(workers):
+    while len(finished) < len(jobs):
         time.sleep(0.1)
-        for name, worker in workers.items():
-            worker.renew()
-            worker.poll()
-            if name not in finished and not worker.alive():
+        for name, job in jobs.items():
+            job.renew()
+            if name not in finished and not job.alive():
                 finished[name] = time.perf_counter() - started
-                if worker.error:
-                    raise SystemExit(f"{name}: {worker.error}")
-    for worker in workers.values():
-        worker.process.join()  # reaped, so RUSAGE_CHILDREN counts it
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+                if job.error:
+                    raise SystemExit(f"{name}: {job.error}")
+    cpu = sum(pool.client.run(_cpu_seconds).values()) - cpu_before
     wall = max(finished.values())
-    print(f"  ({len(names)} worker(s): {cpu:.1f} CPU s in {wall:.1f} s wall = {cpu / wall:.2f} cores used)")
+    print(f"  ({len(names)} session(s): {cpu:.1f} CPU s in {wall:.1f} s wall = {cpu / wall:.2f} cores used)")
     return finished
 
 
@@ -161,11 +163,15 @@ def main() -> None:
             def run(names: list[str]) -> dict[str, float]:
                 return browser_sessions(server, browser, storage_url, names, args)
         else:
+            pool = open_pool(workers=2)
+            stack.callback(pool.close)
+            data = load_dataset(data_path)
+            open_storage(storage_url)  # Optuna's tables exist before the workers open the file
 
             def run(names: list[str]) -> dict[str, float]:
-                return run_sessions(storage_url, data_path, names, args)
+                return run_sessions(pool, storage_url, data, names, args)
 
-        print(f"sessions: {'Chromium on streamlit run app.py' if args.browser else 'workers as the page starts them'}")
+        print(f"sessions: {'Chromium on streamlit run app.py' if args.browser else 'studies on the compute pool'}")
         ratios: list[float] = []
         for repeat in range(args.repeats):
             ceiling = parallel_ceiling()

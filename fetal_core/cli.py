@@ -13,9 +13,11 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from . import records
 from .config import DEFAULT_STUDY_NAME, settings
 from .data import DatasetError, fetch_dataset, load_dataset, split_dataset
 from .limits import finite_or_none
+from .pool import SCHEDULER_ENV, PoolError
 from .pruning import PRUNERS
 from .search import SAMPLERS, SearchSpace, StudyPlan, parse_depth, run_study
 from .storage import StorageError, open_storage
@@ -81,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--standardize", action="store_true")
     s.add_argument("--data", help="CSV path")
     s.add_argument("--heartbeat", type=_positive_int, help="seconds between heartbeats ($FETAL_HPO_HEARTBEAT or 10)")
+    s.add_argument(
+        "--scheduler",
+        default=os.environ.get(SCHEDULER_ENV) or None,
+        help="train the trials on the Dask cluster at tcp://host:port ($FETAL_HPO_SCHEDULER); default: here",
+    )
     s.add_argument("--json", action="store_true")
 
     r = commands.add_parser("race", help="race search strategies over seeds (resumes a race of the same name)")
@@ -92,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--epochs", type=_positive_int, default=20, help="epochs per trial")
     r.add_argument("--reduced", action="store_true", help="lesson-sized space: 2 fixed layers, Adam (needed by grid)")
     r.add_argument("--grid-points", type=_positive_int, default=3, help="grid values per searched range")
-    r.add_argument("--workers", type=_positive_int, default=2, help="worker processes (one per core)")
+    r.add_argument("--workers", type=_positive_int, help="local pool worker processes (default: one per core)")
+    r.add_argument(
+        "--scheduler",
+        default=os.environ.get(SCHEDULER_ENV) or None,
+        help="run on the Dask cluster at tcp://host:port ($FETAL_HPO_SCHEDULER) instead of a local pool",
+    )
     r.add_argument("--target", type=float, help="accuracy %% for 'who got there first' (default: computed)")
     r.add_argument("--storage", help="Optuna storage URL")
     r.add_argument("--data", help="CSV path")
@@ -155,9 +167,13 @@ def _study(args: argparse.Namespace) -> int:
     def progress(study, trial) -> None:
         if not args.json:
             value = "-" if trial.value is None else f"{trial.value:.2f}%"
-            print(f"trial {trial.number:4d}  {trial.state.name:8s}  {value:>7s}  {trial.params}", flush=True)
+            worker = records.trial_worker(trial) or ""
+            print(f"trial {trial.number:4d}  {trial.state.name:8s}  {value:>7s}  {worker}  {trial.params}", flush=True)
 
-    summary = run_study(plan, data, storage, on_trial_end=progress)
+    if args.scheduler:
+        summary = _study_on_cluster(args.scheduler, plan, data, storage, progress)
+    else:
+        summary = run_study(plan, data, storage, on_trial_end=progress)
     if args.json:
         _print_json(summary.to_dict())
     else:
@@ -169,14 +185,62 @@ def _study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_on_cluster(address: str, plan: StudyPlan, data, storage, progress):
+    """Run the plan's trials on the Dask cluster at ``address``, one at a time, printing each as it ends."""
+    import time
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from .pool import open_pool
+
+    pool = open_pool(address)
+    started = time.perf_counter()
+    study = optuna.load_study(study_name=plan.study_name, storage=storage) if _exists(storage, plan) else None
+    seen = {t.number for t in study.get_trials(deepcopy=False)} if study else set()
+    ended = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    job = pool.run_studies(plan, data)
+    try:
+        while True:
+            job.renew()
+            pool.wait(job, 0.5)
+            if study is None and _exists(storage, plan):
+                study = optuna.load_study(study_name=plan.study_name, storage=storage)
+            for trial in study.get_trials(deepcopy=False, states=ended) if study else []:
+                if trial.number not in seen:
+                    seen.add(trial.number)
+                    progress(study, trial)
+            if not job.alive():
+                break
+    except (KeyboardInterrupt, SystemExit):
+        job.stop()
+        raise
+    finally:
+        pool.close()
+    if job.error:
+        raise PoolError(f"the study stopped with an error: {job.error}")
+    summary = job.summaries[-1]
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _exists(storage, plan: StudyPlan) -> bool:
+    try:
+        storage.get_study_id_from_name(plan.study_name)
+    except KeyError:
+        return False
+    return True
+
+
 def _race(args: argparse.Namespace) -> int:
     import time
 
-    from .race import RacePlan, race_progress, start_race
+    from .pool import open_pool
+    from .race import RacePlan, prepare_race, race_progress, start_race
     from .race_analysis import analyze_race, table_rows
 
     config = settings(args.data, args.storage)
-    load_dataset(config.data_path)  # a bad data set is one error line here, not one per worker
+    data = load_dataset(config.data_path)  # a bad data set is one error line here, not one per worker
     plan = RacePlan(
         name=args.name,
         strategies=tuple(args.strategies),
@@ -189,13 +253,21 @@ def _race(args: argparse.Namespace) -> int:
     )
     storage = open_storage(config.storage_url)
     started = time.perf_counter()
-    workers = start_race(plan, config.storage_url, config.data_path, storage, workers=args.workers)
+    workers, slots = [], 0
+    if prepare_race(plan, config.storage_url, storage):  # a finished race is read, not run: no pool needed
+        pool = open_pool(args.scheduler, args.workers)
+        slots = pool.slots()
+        try:
+            workers = start_race(plan, config.storage_url, data, storage, pool)
+        except BaseException:
+            pool.close()
+            raise
     reported = -1
     try:
         while any(w.alive() for w in workers):
             for w in workers:
                 w.renew()
-                w.poll()
+            pool.wait(workers[0], 0.5)
             progress = race_progress(plan, storage)
             if not args.json and progress.finished_trials != reported:
                 reported = progress.finished_trials
@@ -205,15 +277,15 @@ def _race(args: argparse.Namespace) -> int:
                     f"{time.perf_counter() - started:.0f}s",
                     flush=True,
                 )
-            time.sleep(0.5)
     except (KeyboardInterrupt, SystemExit):
         for w in workers:
             w.stop()
         print(f"stopped; run the same command again to resume race '{plan.name}'", file=sys.stderr)
         return 130
+    finally:
+        if workers:
+            workers[0].pool.close()
     seconds = time.perf_counter() - started
-    for w in workers:
-        w.poll()
     errors = [w.error for w in workers if w.error]
     if errors:
         print(f"error: a race worker failed: {errors[0]}", file=sys.stderr)
@@ -232,7 +304,7 @@ def _race(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
     print("\n".join(analysis.text))
-    print(f"{seconds:.1f}s with {len(workers)} worker(s)" if workers else "already complete: read from the storage")
+    print(f"{seconds:.1f}s on {slots} pool worker(s)" if workers else "already complete: read from the storage")
     return 0
 
 
@@ -260,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader left early (`... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
-    except (DatasetError, ConfigError, StorageError) as err:
+    except (DatasetError, ConfigError, StorageError, PoolError) as err:
         print(f"error: {clip(err, 300)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -2,8 +2,8 @@
 
 Every (strategy, pruning, seed) run is an ordinary Optuna study named
 ``race:<race>:<strategy>:<pruned|full>:seed<k>`` whose user attrs hold the race's settings, so a race
-is found, resumed and analysed from the storage alone. Runs are dealt to ``start_worker`` processes
-(both cores); the analysis reads only stored trials, never trains.
+is found, resumed and analysed from the storage alone. The runs' trials go to the compute pool
+(``fetal_core.pool``), all runs advancing together; the analysis reads only stored trials, never trains.
 
 Accounting: a trial counts when it finished (COMPLETE or PRUNED); its cost is the epochs it reported.
 A trial failed by a Stop is not the strategy's doing and is left out of the analysis (resume re-runs it,
@@ -13,7 +13,6 @@ except on grid, whose sampler treats a failed grid point as visited).
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 
 import optuna
@@ -110,7 +109,7 @@ class RacePlan:
         return REDUCED_SPACE if self.reduced else SearchSpace()
 
     def runs(self) -> list[RaceRun]:
-        """Seed-major order, so all strategies advance together when the runs are dealt to workers."""
+        """Seed-major order: all strategies advance together on the compute pool."""
         return [RaceRun(s, p, k) for k in range(self.seeds) for s in self.strategies for p in self.pruning]
 
     def target_trials(self, run: RaceRun) -> int:
@@ -221,36 +220,23 @@ def _used_states(run: RaceRun) -> tuple[TrialState, ...]:
     return records.ENDED if run.strategy == "grid" else records.FINISHED
 
 
-def deal(plans: list[StudyPlan], workers: int = 2) -> list[list[StudyPlan]]:
-    """Deal the plans (seed-major) to ``workers`` lists, rotating by seed so each worker gets a mix of
-    strategies and all seeds progress together. A race run's seed is its plan's ``seed`` (``RacePlan.study_plan``)."""
-    hands: list[list[StudyPlan]] = [[] for _ in range(max(1, workers))]
-    by_seed: dict[int, list[StudyPlan]] = {}
-    for p in plans:
-        by_seed.setdefault(p.seed, []).append(p)
-    counter = 0
-    for rotation, group in enumerate(by_seed.values()):
-        shift = rotation % len(group)
-        for p in group[shift:] + group[:shift]:
-            hands[counter % len(hands)].append(p)
-            counter += 1
-    return [hand for hand in hands if hand]
-
-
 def start_race(
     plan: RacePlan,
     storage_url: str,
-    data: str | os.PathLike | Dataset,
+    data: Dataset,
     storage: optuna.storages.BaseStorage,
-    workers: int = 2,
+    pool,
     lease_seconds: float | None = None,
 ) -> list:
-    """Prepare the race and start its worker processes; returns the ``StudyWorker`` handles (empty if
-    the race is already complete). The caller renews their leases and stops them."""
-    from .workers import LEASE_SECONDS, start_worker
+    """Prepare the race and queue its runs' trials on ``pool`` (a ``fetal_core.pool.Pool``): one job whose
+    runs advance together, one trial per run at a time. Returns the job handles (empty if the race is
+    already complete); the caller renews their leases and stops them."""
+    from .pool import STUDY_LEASE_SECONDS
 
-    hands = deal(prepare_race(plan, storage_url, storage), workers)
-    return [start_worker(hand, data, lease_seconds or LEASE_SECONDS) for hand in hands]
+    todo = prepare_race(plan, storage_url, storage)
+    if not todo:
+        return []
+    return [pool.run_studies(todo, data, lease_seconds or STUDY_LEASE_SECONDS)]
 
 
 # ---------------------------------------------------------------- progress (stored trials only)

@@ -40,6 +40,7 @@ _RUN_STARTED = "run_started"  # when the latest Part II run began (epoch seconds
 _RACE, _RACE_RUN = "race", "race_run"  # a race study: the race's plan, and which (strategy, pruning, seed) run
 # Trial user attrs.
 _CONFIG, _HISTORY, _METRICS = "config", "history", "metrics"
+_WORKER = "worker"  # host:pid of the process that trained the trial
 
 
 # ---------------------------------------------------------------- trial states
@@ -234,6 +235,23 @@ def trial_metrics(trial: FrozenTrial) -> dict | None:
     return _typed(trial.user_attrs, _METRICS, dict)
 
 
+def store_worker(trial: optuna.Trial, worker: str) -> None:
+    """Record the process that trains the trial (``host:pid``)."""
+    trial.set_user_attr(_WORKER, worker)
+
+
+def trial_worker(trial: FrozenTrial) -> str | None:
+    """``host:pid`` of the process that trained the trial, or None (trained before workers were recorded)."""
+    return _typed(trial.user_attrs, _WORKER, str)
+
+
+def trial_worker_pid(trial: FrozenTrial) -> int | None:
+    """The pid part of ``trial_worker``, or None."""
+    worker = trial_worker(trial) or ""
+    pid = worker.rsplit(":", 1)[-1]
+    return int(pid) if pid.isdigit() else None
+
+
 def other_trial_attrs(trial: FrozenTrial) -> dict[str, Any]:
     """The trial's user attrs other than the config, curve and metrics read above (another tool's, a worker's)."""
-    return {k: v for k, v in trial.user_attrs.items() if k not in (_CONFIG, _HISTORY, _METRICS)}
+    return {k: v for k, v in trial.user_attrs.items() if k not in (_CONFIG, _HISTORY, _METRICS, _WORKER)}

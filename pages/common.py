@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
-import multiprocessing
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -87,21 +88,6 @@ def current_dataset() -> Dataset | None:
     """The data set this session works on: its own upload, else the server's; None when there is none."""
     held = session_data()
     return held.dataset if held is not None else server_dataset()
-
-
-def dataset_key() -> tuple:
-    """Identifies ``current_dataset()`` for caches: the upload's digest, or the server file's path and version."""
-    held = session_data()
-    if held is not None:
-        return ("upload", held.digest)
-    path = app_settings().data_path
-    return ("server", str(path), _version(path))
-
-
-def worker_data() -> Dataset | Path:
-    """What a background worker trains on: this session's uploaded data set itself, else the server's path."""
-    held = session_data()
-    return held.dataset if held is not None else app_settings().data_path
 
 
 # ---------------------------------------------------------------- uploaded files on disk
@@ -224,16 +210,64 @@ def configured_storage():
     return shared_storage(app_settings().storage_url)
 
 
-def session_workers() -> dict:
-    """This browser session's background study workers, by name (Part II, the race).
+# ---------------------------------------------------------------- the compute pool
 
-    Each value is a ``fetal_core.workers.StudyWorker``; the sidebar renews their leases while the tab is
+
+@dataclass
+class PoolHolder:
+    """The server's compute pool, or why there is none (retried at most every ``POOL_RETRY_SECONDS``)."""
+
+    pool: object | None = None
+    problem: str | None = None
+    tried: float = -math.inf
+
+
+POOL_RETRY_SECONDS = 30.0
+
+
+@st.cache_resource(show_spinner=False)
+def _pool_holder() -> PoolHolder:
+    return PoolHolder()
+
+
+def compute_pool():
+    """The server's one ``fetal_core.pool.Pool`` (started on first use, closed with the server), or None when
+    the scheduler cannot be reached (``pool_problem()`` says why; the app stays up and tries again later)."""
+    from fetal_core.pool import PoolError, open_pool
+
+    holder = _pool_holder()
+    if holder.pool is None and time.monotonic() - holder.tried >= POOL_RETRY_SECONDS:
+        holder.tried = time.monotonic()
+        try:
+            with st.spinner("Starting the compute pool…"):
+                holder.pool = open_pool()
+        except PoolError as err:
+            holder.problem = str(err)
+        else:
+            holder.problem = None
+            atexit.register(holder.pool.close)
+    return holder.pool
+
+
+def pool_problem() -> str | None:
+    """Why there is no compute pool (None when there is one)."""
+    return _pool_holder().problem
+
+
+def show_pool_problem() -> None:
+    st.error(f"Training is unavailable: {plain(pool_problem() or 'the compute pool is not running')}")
+
+
+def session_workers() -> dict:
+    """This browser session's background studies on the compute pool, by name (Part II, the race).
+
+    Each value is a ``fetal_core.pool.StudyRun``; the sidebar renews their leases while the tab is
     open, so closing the tab stops them.
     """
     return st.session_state.setdefault(keys.WORKERS, {})
 
 
-LEASE_RENEW_SECONDS = 5  # well inside fetal_core.workers.LEASE_SECONDS (30 s)
+LEASE_RENEW_SECONDS = 5  # well inside fetal_core.pool.STUDY_LEASE_SECONDS (30 s)
 
 
 def _finished_and_target(url: str, study_name: str, default_target: int) -> tuple[int, int]:
@@ -257,7 +291,7 @@ def worker_status_line(worker) -> str:
         state = f"error: {worker.error}"
     elif worker.alive():
         state = "running"
-    elif worker.summaries and worker.summaries[-1].interrupted:
+    elif worker.stopped or (worker.summaries and worker.summaries[-1].interrupted):
         state = "stopped"
     else:
         state = "done"
@@ -266,10 +300,18 @@ def worker_status_line(worker) -> str:
 
 @st.fragment(run_every=LEASE_RENEW_SECONDS)
 def worker_leases() -> None:
-    """Renew the lease of every worker of this session (so they run on while the student is on another
-    page and stop ~30 s after the tab is closed), collect their messages and show one status line each."""
+    """The pool's load, and the lease of every study of this session renewed (so they run on while the
+    student is on another page and stop ~30 s after the tab is closed), with one status line each."""
+    pool = _pool_holder().pool
+    st.caption("Compute pool")
+    if pool is not None:
+        where = "on this server" if pool.cluster is not None else f"at {pool.address}"
+        jobs = pool.jobs()
+        running = sum(1 for job in jobs if job.tasks)
+        st.code(f"{pool.workers()} worker(s) {where}\n{running} running, {len(jobs) - running} queued", language=None)
+    else:
+        st.caption(plain(pool_problem() or "not started"))
     workers = session_workers()
-    multiprocessing.active_children()  # joins this server's finished worker processes (no <defunct> entries)
     if workers:
         st.caption("Background studies")
     for worker in list(workers.values()):
@@ -277,3 +319,5 @@ def worker_leases() -> None:
             worker.renew()
         worker.poll()
         st.caption(plain(worker_status_line(worker)))  # study and race names are user text
+        for notice in worker.notices[-3:]:
+            st.caption(plain(f"⚠️ {notice}"))

@@ -1,5 +1,5 @@
-"""Part I's Streamlit pieces: server-wide training slots, the cached split, the live chart, one training run
-inside the page script, and the run history views. The pure logic lives in ``fetal_core.manual``.
+"""Part I's Streamlit pieces: the cached split, the live chart, one training run on the compute pool
+followed by the page script, and the run history views. The pure logic lives in ``fetal_core.manual``.
 
 Session-state contract with the other pages (keys in ``pages.keys``):
 ``MANUAL_RUNS`` (every run record of the session), ``BEST_MANUAL_RUN`` (the best finished one),
@@ -9,47 +9,24 @@ Session-state contract with the other pages (keys in ``pages.keys``):
 from __future__ import annotations
 
 import math
-import os
-import threading
 import time
-from dataclasses import dataclass, field
 
 import streamlit as st
 
-from fetal_core.data import CLASS_NAMES, Dataset, Split, split_dataset
+from fetal_core.data import CLASS_NAMES, Dataset
 from fetal_core.figures import curve_figure, overlay_figure
 from fetal_core.manual import best_run, config_changes, make_run_record, read_curve, run_table, runnable_script
-from fetal_core.training import TrainConfig, train
+from fetal_core.text import plain
+from fetal_core.training import TrainConfig
 from pages import keys
 from pages.class_mode import record_in_lesson
+from pages.common import compute_pool, show_pool_problem
 
 RUNS_KEY, BEST_KEY, LIVE_KEY = keys.MANUAL_RUNS, keys.BEST_MANUAL_RUN, keys.PART1_LIVE_RUN
 MIN_REDRAW_SECONDS = 0.15  # at most ~7 chart frames a second (each one re-mounts the Plotly chart) ...
 MAX_DRAW_SHARE = 0.05  # ... and drawing takes at most ~5 % of the run's time
-WAIT_POLL_SECONDS = 0.25
-
-
-@dataclass
-class TrainingSlots:
-    """How many Part I trainings may run at once on this server (one per core), shared by all sessions."""
-
-    capacity: int
-    semaphore: threading.BoundedSemaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.semaphore = threading.BoundedSemaphore(self.capacity)
-
-
-@st.cache_resource(show_spinner=False)
-def training_slots() -> TrainingSlots:
-    """The server's one set of training slots (``os.cpu_count()`` of them)."""
-    return TrainingSlots(capacity=max(1, os.cpu_count() or 1))
-
-
-@st.cache_data(show_spinner=False, max_entries=4)
-def cached_split(key: tuple, standardize: bool, _data: Dataset) -> Split:
-    """The notebook's split of ``_data``, once per data set (``key``: ``pages.common.dataset_key()``) and setting."""
-    return split_dataset(_data, standardize=standardize)
+WAIT_POLL_SECONDS = 0.1  # the page looks for new epochs (and for a Stop click) this often
+STOP_WAIT_SECONDS = 1.5  # a stopped run's worker returns what it trained within ~0.2 s plus one epoch
 
 
 def session_runs() -> list[dict]:
@@ -82,67 +59,75 @@ def recover_interrupted_run() -> dict | None:
     return record
 
 
-def _wait_for_slot(slots: TrainingSlots, status) -> float:
-    """Take a training slot; while none is free, say so (each message is also where a Stop click lands)."""
-    started = time.perf_counter()
-    if slots.semaphore.acquire(blocking=False):
-        return 0.0
-    while not slots.semaphore.acquire(timeout=WAIT_POLL_SECONDS):
-        status.warning(
-            f"⏳ Waiting for a free slot: this server trains {slots.capacity} model(s) at a time and all slots "
-            f"are busy. Your run starts by itself as soon as one is free ({time.perf_counter() - started:.0f} s)."
-        )
-    return time.perf_counter() - started
+def _queued_message(run) -> str:
+    position = run.queue_position()
+    wait = run.estimated_wait()
+    estimate = f"about {wait:.0f} s" if wait >= 1 else "a moment"
+    return (
+        f"⏳ Queued: every worker of the compute pool is training. You are number {position or 1} in the "
+        f"queue; your run starts by itself in {estimate}."
+    )
 
 
-def train_live(config: TrainConfig, split: Split, chart, status, stop_slot) -> dict:
-    """Train in the page script, redrawing ``chart`` as epochs finish; return the stored run record.
+def train_live(config: TrainConfig, data: Dataset, chart, status, stop_slot) -> dict | None:
+    """Train on the compute pool, redrawing ``chart`` as epochs stream back; return the stored run record.
 
-    A click elsewhere (Stop, another widget, leaving the page) raises Streamlit's control exception at the
-    next ``st.*`` call inside ``on_epoch``; the run then stops cooperatively, is stored as stopped with
-    everything trained so far, and the exception is re-raised so Streamlit reruns as the user asked.
+    The page only waits and draws. A click elsewhere (Stop, another widget, leaving the page, a closed tab)
+    raises Streamlit's control exception at the next ``st.*`` call; the run is then stopped on its worker,
+    stored as stopped with everything trained so far, and the exception re-raised so Streamlit reruns as
+    the user asked.
     """
+    pool = compute_pool()
+    if pool is None:
+        show_pool_problem()
+        return None
     runs = session_runs()
     number = max((r["number"] for r in runs), default=0) + 1
     stop_slot.button("⏹ Stop", key="part1_stop", help="End this run now and keep what it trained so far.")
-    slots = training_slots()
-    waited = _wait_for_slot(slots, status)
+    run = pool.train(config, data)
+    live = {"config": config.to_dict(), "history": [], "number": number,
+            "null_accuracy": data.null_accuracy, "waited_seconds": 0.0}  # fmt: skip
+    st.session_state[LIVE_KEY] = live
     interrupt: BaseException | None = None
     try:
-        live = {"config": config.to_dict(), "history": [], "number": number,
-                "null_accuracy": split.null_accuracy, "waited_seconds": waited}  # fmt: skip
-        st.session_state[LIVE_KEY] = live
-        last_draw, draw_seconds = -math.inf, 0.0
-
-        def on_epoch(metrics) -> bool:
-            nonlocal interrupt, last_draw, draw_seconds
-            live["history"].append(metrics.to_dict())
+        drawn, last_draw, draw_seconds, notices = 0, -math.inf, 0.0, 0
+        while run.alive():
+            run.renew()
+            pool.wait(run, WAIT_POLL_SECONDS)
+            if run.state == "queued":
+                status.warning(_queued_message(run))
+                continue
+            for notice in run.notices[notices:]:
+                st.toast(plain(notice), icon="⚠️")
+            notices = len(run.notices)
+            live["history"] = history = list(run.history)
+            live["waited_seconds"] = run.queued_seconds
             now = time.perf_counter()
             due = max(MIN_REDRAW_SECONDS, draw_seconds / MAX_DRAW_SHARE)
-            if metrics.epoch != 1 and now - last_draw < due:  # the page draws the final curve after the run
-                return False
-            try:
-                status.markdown(
-                    f"**Run {number}** · epoch **{metrics.epoch}** / {config.epochs} · "
-                    f"validation accuracy {metrics.val_accuracy:.1f}%"
-                )
-                chart.plotly_chart(
-                    curve_figure(live["history"], split.null_accuracy, config.epochs, f"Run {number} (training…)")
-                )
-            except Exception:
-                raise
-            except BaseException as control:  # Streamlit's stop/rerun: end the run cooperatively
-                interrupt = control
-                return True
-            last_draw = time.perf_counter()
+            if not history or len(history) == drawn or (drawn and now - last_draw < due):
+                continue  # the page draws the final curve after the run
+            status.markdown(
+                f"**Run {number}** · epoch **{history[-1]['epoch']}** / {config.epochs} · "
+                f"validation accuracy {history[-1]['val_accuracy']:.1f}%"
+            )
+            chart.plotly_chart(curve_figure(history, data.null_accuracy, config.epochs, f"Run {number} (training…)"))
+            drawn, last_draw = len(history), time.perf_counter()
             draw_seconds = last_draw - now
-            return False
-
-        result = train(config, split, on_epoch)
-    finally:
-        slots.semaphore.release()
+    except Exception:
+        run.stop(timeout=0)
+        raise
+    except BaseException as control:  # Streamlit's stop/rerun: stop the run on its worker, keep what it trained
+        interrupt = control
+        run.stop(timeout=STOP_WAIT_SECONDS)
+    if run.result is None:
+        if run.error:
+            st.session_state.pop(LIVE_KEY, None)
+            status.error(f"The run failed on its worker: {plain(run.error)}")
+        if interrupt is not None:
+            raise interrupt
+        return None  # a stopped run without a result is kept from LIVE_KEY by recover_interrupted_run
     st.session_state.pop(LIVE_KEY, None)
-    record = make_run_record(result, number, waited)
+    record = make_run_record(run.result, number, run.queued_seconds)
     _store(record)
     if interrupt is not None:
         raise interrupt

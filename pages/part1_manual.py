@@ -20,9 +20,8 @@ from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from pages import keys
 from pages.class_mode import RECORD_ERROR_KEY, lesson_presets_now, nickname_query
-from pages.common import current_dataset, dataset_key, enter_through_app
+from pages.common import current_dataset, enter_through_app
 from pages.manual_support import (
-    cached_split,
     curve_figure,
     recover_interrupted_run,
     session_runs,
@@ -240,8 +239,7 @@ with chart_column:
     with st.container(key="part1_live_chart"):
         chart = st.empty()
     if config is not None:
-        split = cached_split(dataset_key(), config.standardize, data)
-        train_live(config, split, chart, status, stop_slot)
+        train_live(config, data, chart, status, stop_slot)
         stop_slot.empty()
 
 record_error = st.session_state.pop(RECORD_ERROR_KEY, None)

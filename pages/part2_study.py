@@ -1,8 +1,9 @@
-"""Part II: let Optuna search. Set up a study, run it in a background worker, follow it live.
+"""Part II: let Optuna search. Set up a study, run it on the compute pool, follow it live.
 
-The page never trains: ``fetal_core.workers.start_worker`` runs the study in a spawn process and the page
-reads the study back from the configured storage once a second, so trials added by other sessions or by
-CLI workers on the same study show up too. The sidebar (pages.common) renews the worker's lease.
+The page never trains: the server's compute pool (``fetal_core.pool``) runs the study trial by trial on its
+worker processes, sharing them fairly with every other session, and the page reads the study back from the
+configured storage once a second, so trials added by other sessions or by CLI workers on the same study show
+up too. The sidebar (pages.common) renews the study's lease.
 """
 
 from __future__ import annotations
@@ -17,18 +18,18 @@ from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
-from fetal_core.workers import start_worker
 from pages import keys
 from pages import study_live as live
 from pages.class_mode import preselect_class_study
 from pages.common import (
     app_settings,
+    compute_pool,
     configured_storage,
     current_dataset,
     enter_through_app,
     reap_dead_workers,
     session_workers,
-    worker_data,
+    show_pool_problem,
 )
 
 enter_through_app()
@@ -110,8 +111,13 @@ def on_choice_change(names: list[str]) -> None:
 def start_study(names: list[str]) -> None:
     """Validate the form; on success open the study, start the worker and follow the study."""
     state = st.session_state
-    if current_dataset() is None:
+    data = current_dataset()
+    if data is None:
         st.error("No data set: upload it on the Home page first.")
+        return
+    pool = compute_pool()
+    if pool is None:
+        show_pool_problem()
         return
     try:
         space = SearchSpace(
@@ -158,7 +164,7 @@ def start_study(names: list[str]) -> None:
         return
     records.set_target_trials(study, total)
     records.set_run_started(study)
-    session_workers()[WORKER] = start_worker(plan, worker_data())
+    session_workers()[WORKER] = pool.run_studies(plan, data)
     state[FOLLOWED] = name
     state[keys.RESULTS_STUDY] = name
     state[keys.P2_PENDING_CHOICE] = name

@@ -1,7 +1,7 @@
 """Strategy race: grid vs random vs Bayesian search, with and without pruning, repeated over seeds.
 
 The page only sets up, follows and draws: ``fetal_core.race`` stores every run as a named Optuna study,
-runs them on two worker processes and computes the answer from the stored trials, so a finished race
+runs their trials on the server's compute pool and computes the answer from the stored trials, so a finished race
 reopens from the storage without training anything.
 """
 
@@ -20,11 +20,12 @@ from fetal_core.training import ConfigError
 from pages import keys
 from pages.common import (
     app_settings,
+    compute_pool,
     configured_storage,
     current_dataset,
     enter_through_app,
     session_workers,
-    worker_data,
+    show_pool_problem,
 )
 
 enter_through_app()
@@ -44,9 +45,13 @@ def is_running(name: str) -> bool:
 
 
 def start(plan: RacePlan) -> None:
-    """Start (or resume) ``plan`` on two workers and open it."""
+    """Start (or resume) ``plan`` on the compute pool and open it."""
+    pool = compute_pool()
+    if pool is None:
+        show_pool_problem()
+        return
     try:
-        workers = start_race(plan, app_settings().storage_url, worker_data(), configured_storage())
+        workers = start_race(plan, app_settings().storage_url, current_dataset(), configured_storage(), pool)
     except (ConfigError, StorageError) as err:
         st.session_state[keys.RACE_ERROR] = str(err)
         return

@@ -52,6 +52,25 @@ def dataset(data_path):
     return load_dataset(data_path)
 
 
+@pytest.fixture(scope="session")
+def pool():
+    """The compute pool the pages use in this test process (``pages.common.compute_pool``, 2 workers):
+    one LocalCluster shared by the AppTests and the pool tests, closed at the end of the session."""
+    from pages.common import compute_pool
+
+    shared = compute_pool()
+    assert shared is not None, "the embedded compute pool did not start"
+    return shared
+
+
+@pytest.fixture(autouse=True)
+def pool_before_apptest(request) -> None:
+    """Page tests (modules using AppTest) start the pool before their first script run: starting it inside
+    the run (as a server's first visit does) can outlast AppTest's timeout on a loaded machine."""
+    if "AppTest" in vars(request.module):
+        request.getfixturevalue("pool")
+
+
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/study.sqlite3"
@@ -188,3 +207,29 @@ def median_pruning_replayed(trials: list) -> list[tuple[int, TrialState, int]]:
                 break
         replayed.append((trial.number, state, len(so_far.intermediate_values)))
     return replayed
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (children, their children, ...), read from /proc; [] once it has exited."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        for children in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in children.read_text().split()]
+            except OSError:  # the thread or process ended meanwhile
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def process_identity(pid: int) -> tuple[int, int] | None:
+    """(pid, start time in clock ticks) of a live process, None when it has exited or is a zombie (a reused pid
+    has another start time, so this tells "the same process still runs" apart from "the pid was reused")."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields after the command name, from the state on
+    return None if fields[0] in ("Z", "X") else (pid, int(fields[19]))

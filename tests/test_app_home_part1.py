@@ -18,7 +18,7 @@ from fetal_core.manual import (
     read_curve,
 )
 from fetal_core.training import ConfigError, TrainConfig, train
-from tests.conftest import ROOT, shown
+from tests.conftest import ROOT, shown, wait_until
 
 PART1 = "pages/part1_manual.py"
 
@@ -165,52 +165,48 @@ def test_every_numeric_setting_has_a_slider_and_exact_values_can_be_typed(app_en
     assert at.slider(key="part1_batch_slider").value == 77 and layer_widths(at) == [15, 10, 6]
 
 
-class RecordedSemaphore(threading.BoundedSemaphore):
-    """A semaphore that says when someone was refused a permit."""
-
-    def __init__(self, value: int) -> None:
-        super().__init__(value)
-        self.refused = threading.Event()
-
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        taken = super().acquire(blocking, timeout)
-        if not taken:
-            self.refused.set()
-        return taken
-
-
-def test_a_full_server_makes_the_run_wait_for_a_free_slot(app_env):
-    """The slots are released only once the page has been refused one (not after a fixed delay, which a cold
-    first run can outlast), so the run must have waited at least the 0.5 s between refusal and release."""
-    from pages.manual_support import training_slots
+def test_a_busy_pool_queues_the_run_and_it_starts_once_a_worker_is_free(app_env, data_path):
+    """Every pool worker is taken by long runs of another "session"; the page's run waits in the queue
+    (number 1) and starts once they are stopped, 0.5 s after the test saw it queued."""
+    from fetal_core.data import load_dataset
+    from fetal_core.pool import TrainingRun
+    from pages.common import compute_pool
 
     at = part1()
-    slots = training_slots()  # the server-wide slots (st.cache_resource): the ones the page takes
-    original = slots.semaphore
-    slots.semaphore = watched = RecordedSemaphore(slots.capacity)
+    pool = compute_pool()  # the server's pool (st.cache_resource): the one the page uses
+    long_run = TrainConfig(hidden_layers=(64, 64), batch_size=8, epochs=10_000)
+    blockers = [pool.train(long_run, load_dataset(data_path)) for _ in range(pool.slots())]
+    wait_until(lambda: all(b.state == "running" for b in blockers), "the blockers to take every worker")
+    seen_queued: list[int | None] = []
+
+    def release_once_queued() -> None:
+        def queued_run():
+            return next((j for j in pool.jobs() if isinstance(j, TrainingRun) and j not in blockers), None)
+
+        for _ in range(1200):
+            run = queued_run()
+            if run is not None:
+                seen_queued.append(run.queue_position())
+                break
+            for blocker in blockers:
+                blocker.renew()
+            time.sleep(0.1)
+        time.sleep(0.5)
+        for blocker in blockers:
+            blocker.stop(timeout=0)
+
+    releaser = threading.Thread(target=release_once_queued)
+    releaser.start()
     try:
-        for _ in range(slots.capacity):
-            assert watched.acquire(blocking=False)  # the server is full
-
-        def release_once_refused() -> None:
-            if watched.refused.wait(120):
-                time.sleep(0.5)
-            for _ in range(slots.capacity):
-                watched.release()
-
-        releaser = threading.Thread(target=release_once_refused)
-        releaser.start()
-        try:
-            at.button(key="part1_train").click().run()
-        finally:
-            releaser.join()
+        at.button(key="part1_train").click().run()
     finally:
-        slots.semaphore = original
+        releaser.join()
+        for blocker in blockers:
+            blocker.stop(timeout=0)
     assert not at.exception, at.exception
-    assert watched.refused.is_set(), "the page never asked the server's slots for a permit"
+    assert seen_queued == [1], "the page's run was never queued behind the busy workers"
     [run] = at.session_state["manual_runs"]
-    assert run["waited_seconds"] >= 0.5 and len(run["history"]) == 50
-    assert watched.acquire(blocking=False), "the run did not give its slot back"
+    assert run["waited_seconds"] >= 0.5 and len(run["history"]) == 50 and not run["stopped_early"]
 
 
 def test_an_interrupted_run_is_kept_as_stopped(app_env):

@@ -1,4 +1,4 @@
-"""The strategy race: plan validation, real tiny races on worker processes, stop/resume, grid coverage,
+"""The strategy race: plan validation, real tiny races on the compute pool, stop/resume, grid coverage,
 repeatability, and the analysis checked against numbers stored in (or written to) the storage."""
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from fetal_core.race import (
     REDUCED_SPACE,
     RacePlan,
     RaceRun,
-    deal,
     grid_size,
     list_races,
     load_plan,
     prepare_race,
     race_progress,
     start_race,
+    stored_trials,
 )
 from fetal_core.race_analysis import analyze_race, table_rows
 from fetal_core.search import run_study
@@ -46,10 +46,8 @@ def wait_for(workers, timeout: float = 240.0) -> None:
             pytest.fail(f"race workers still running after {timeout:.0f} s")
         for w in workers:
             w.renew()
-            w.poll()
         time.sleep(0.2)
     for w in workers:
-        w.poll()
         assert w.error is None, w.error
 
 
@@ -95,27 +93,41 @@ def test_plan_rejects_bad_settings_with_one_clear_error(settings, message) -> No
         RacePlan(**settings)
 
 
-def test_runs_are_dealt_to_two_workers_with_a_mix_of_strategies(sqlite_url) -> None:
-    plan = RacePlan("deal", strategies=("tpe", "random", "grid", "gp"), seeds=3, trials=5, epochs=2, reduced=True)
-    hands = deal(prepare_race(plan, sqlite_url, open_storage(sqlite_url)), workers=2)
-    assert [len(h) for h in hands] == [6, 6]
-    for hand in hands:
-        assert len({p.sampler for p in hand}) >= 3  # not all TPE on one core and all grid on the other
-    names = sorted(p.study_name for hand in hands for p in hand)
-    assert names == sorted(run.study_name("deal") for run in plan.runs())
+def test_a_race_advances_all_its_runs_together_on_the_pool(sqlite_url, dataset, pool) -> None:
+    """One trial per run at a time, the run with the fewest trials next: after the first round every run
+    has one trial, and no run is ever two trials ahead of another."""
+    plan = RacePlan("together", strategies=("tpe", "random"), pruning=(True, False), seeds=1, trials=3, epochs=2)
+    storage = open_storage(sqlite_url)
+    [job] = start_race(plan, sqlite_url, dataset, storage, pool)
+    spreads = []
+    while job.alive():
+        job.renew()
+        counts = [len(stored_trials(storage, run.study_name("together"))) for run in plan.runs()]
+        spreads.append(max(counts) - min(counts))
+        pool.wait(job, 0.05)
+    assert job.error is None, job.error
+    assert race_progress(plan, storage).complete
+    assert max(spreads) <= 2  # (one run may have started its next trial while another's is being created)
+    starts = sorted(
+        (t.datetime_start, run.label)
+        for run in plan.runs()
+        for t in stored_trials(storage, run.study_name("together"))
+    )
+    first_round = {label for _, label in starts[: len(plan.runs())]}
+    assert first_round == {run.label for run in plan.runs()}, "a run got a second trial before others got one"
 
 
 # ---------------------------------------------------------------- a real tiny race
 
 
 @pytest.fixture(scope="module")
-def tiny_race(tmp_path_factory, data_path):
-    """2 strategies x 2 seeds x 4 trials x 3 epochs on two worker processes."""
+def tiny_race(tmp_path_factory, dataset, pool):
+    """2 strategies x 2 seeds x 4 trials x 3 epochs on the compute pool."""
     url = f"sqlite:///{tmp_path_factory.mktemp('race')}/race.sqlite3"
     storage = open_storage(url)
     plan = RacePlan("tiny", **TINY)
-    workers = start_race(plan, url, data_path, storage, workers=2)
-    assert len(workers) == 2
+    workers = start_race(plan, url, dataset, storage, pool)
+    assert len(workers) == 1
     wait_for(workers)
     return url, storage, plan
 
@@ -135,7 +147,7 @@ def test_tiny_race_stores_one_named_study_per_run(tiny_race) -> None:
     assert race_progress(plan, storage).complete
 
 
-def test_tiny_race_reloads_without_training(tiny_race, monkeypatch, data_path) -> None:
+def test_tiny_race_reloads_without_training(tiny_race, monkeypatch, dataset, pool) -> None:
     url, storage, plan = tiny_race
 
     def no_training(*args, **kwargs):
@@ -147,7 +159,7 @@ def test_tiny_race_reloads_without_training(tiny_race, monkeypatch, data_path) -
     reopened = open_storage(url)  # as a new session would
     assert load_plan("tiny", reopened) == plan
     assert prepare_race(plan, url, reopened) == []
-    assert start_race(plan, url, data_path, reopened) == []  # nothing to run, no worker started
+    assert start_race(plan, url, dataset, reopened, pool) == []  # nothing to run, nothing queued
     analysis = analyze_race(plan, reopened)
     assert len(analysis.runs) == 4 and analysis.target is not None
     assert {name: len(t) for name, t in race_trials(reopened, plan).items()} == before
@@ -197,10 +209,10 @@ def test_cli_race_reads_a_finished_race_and_rejects_other_settings(tiny_race, ca
 # ---------------------------------------------------------------- stop and resume
 
 
-def test_stop_mid_race_leaves_no_running_trial_and_resume_finishes(sqlite_url, data_path) -> None:
+def test_stop_mid_race_leaves_no_running_trial_and_resume_finishes(sqlite_url, dataset, pool) -> None:
     storage = open_storage(sqlite_url)
     plan = RacePlan("stop", strategies=("tpe", "random"), pruning=(False,), seeds=1, trials=4, epochs=25)
-    workers = start_race(plan, sqlite_url, data_path, storage, workers=2)
+    workers = start_race(plan, sqlite_url, dataset, storage, pool)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         for w in workers:
@@ -220,7 +232,7 @@ def test_stop_mid_race_leaves_no_running_trial_and_resume_finishes(sqlite_url, d
     remaining = prepare_race(plan, sqlite_url, storage)  # resume tops up exactly what is missing
     assert sum(p.trials for p in remaining) == progress.target_trials - progress.finished_trials > 0
 
-    wait_for(start_race(plan, sqlite_url, data_path, storage, workers=2))  # resume
+    wait_for(start_race(plan, sqlite_url, dataset, storage, pool))  # resume
     assert race_progress(plan, storage).complete
     analysis = analyze_race(plan, storage)
     assert list(analysis.runs.trials) == [4, 4]  # failed (stopped) trials are not counted

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from fetal_core import records
 from fetal_core.pruning import MEDIAN_RULE, MedianRule, make_pruner
-from fetal_core.race import RacePlan, deal
+from fetal_core.race import RacePlan
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,24 +170,6 @@ def test_trial_attrs_of_the_wrong_type_read_as_none():
     assert records.trial_history(odd) is None and records.trial_metrics(odd) is None
     odd.set_user_attr("config", {"hidden_layers": ["wide"]})
     assert records.hidden_layers(odd) is None
-
-
-# ---------------------------------------------------------------- the race's seed comes from the plan
-
-
-def test_deal_groups_race_runs_by_their_plans_seed_not_by_study_names():
-    """``deal`` reads each run's seed from its plan: names need not follow any pattern."""
-    plans = [
-        StudyPlan(storage_url="sqlite:///:memory:", study_name=f"run {seed} {sampler}", sampler=sampler, seed=seed)
-        for seed in range(3)
-        for sampler in ("tpe", "random", "gp")
-    ]
-    hands = deal(plans, workers=2)
-    # Seed 0 in plan order, seed 1 rotated by one, seed 2 by two, dealt alternately to the two workers.
-    assert [[(p.seed, p.sampler) for p in hand] for hand in hands] == [
-        [(0, "tpe"), (0, "gp"), (1, "gp"), (2, "gp"), (2, "random")],
-        [(0, "random"), (1, "random"), (1, "tpe"), (2, "tpe")],
-    ]
 
 
 # ---------------------------------------------------------------- our median rule is Optuna's

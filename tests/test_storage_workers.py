@@ -18,7 +18,6 @@ from optuna.trial import TrialState
 
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 from fetal_core.storage import StorageError, open_storage
-from fetal_core.workers import start_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = SearchSpace(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
@@ -155,67 +154,6 @@ def test_should_stop_ends_the_study_without_a_running_trial(dataset, sqlite_url)
     assert summary.interrupted is True
     assert summary.running == 0 and summary.trials == 1 and summary.failed == 1
     assert states("stopped", sqlite_url) == [TrialState.FAIL]
-
-
-# ---------------------------------------------------------------- workers (spawn processes)
-
-
-def finished_count(study_name: str, url: str) -> int:
-    try:
-        return sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states(study_name, url))
-    except KeyError:  # the worker has not created the study yet
-        return 0
-
-
-def test_a_stopped_worker_leaves_no_running_trial_and_keeps_finished_ones(data_path, sqlite_url):
-    plan = StudyPlan(sqlite_url, "worker", trials=500, epochs=40, pruner="none", space=SMALL)
-    worker = start_worker(plan, data_path)
-
-    def two_finished_while_the_owner_renews() -> bool:
-        worker.renew()  # as the page does: an unrenewed 30 s lease ends a worker slowed by a busy machine
-        assert worker.alive(), f"the worker ended before it was stopped: {worker.error}"
-        return finished_count("worker", sqlite_url) >= 2
-
-    try:
-        wait_for(two_finished_while_the_owner_renews, 300, "two finished trials")
-        worker.stop()
-    finally:
-        if worker.alive():
-            worker.process.kill()
-    assert worker.process.exitcode == 0, "the worker should stop cooperatively, not by a signal"
-    assert worker.error is None and worker.finished
-    after = states("worker", sqlite_url)
-    assert TrialState.RUNNING not in after
-    assert after.count(TrialState.COMPLETE) >= 2
-    assert len(after) < 500
-    assert worker.summaries and worker.summaries[-1].interrupted
-    assert worker.summaries[-1].trials == len(after)
-
-
-def test_a_worker_whose_lease_is_not_renewed_stops_by_itself(data_path, sqlite_url):
-    lease_seconds = 4.0
-    plan = StudyPlan(sqlite_url, "lease", trials=500, epochs=40, pruner="none", space=SMALL)
-    worker = start_worker(plan, data_path, lease_seconds=lease_seconds)
-    try:
-        # While its owner renews the lease, the worker keeps going past two lease periods.
-        deadline = time.monotonic() + 2 * lease_seconds
-        while time.monotonic() < deadline or finished_count("lease", sqlite_url) < 1:
-            worker.renew()
-            last_renewal = time.monotonic()
-            assert worker.alive(), f"the worker ended while its lease was renewed: {worker.error}"
-            time.sleep(0.3)
-            assert time.monotonic() < deadline + 300, "no trial finished in 5 minutes"
-        worker.process.join(lease_seconds + 300)
-        stopped_after = time.monotonic() - last_renewal
-        assert not worker.alive(), "the worker kept running although nobody renewed its lease"
-    finally:
-        if worker.alive():
-            worker.process.kill()
-    assert stopped_after >= lease_seconds - 0.5
-    assert worker.process.exitcode == 0
-    worker.poll()
-    assert worker.error is None and worker.summaries and worker.summaries[-1].interrupted
-    assert TrialState.RUNNING not in states("lease", sqlite_url)
 
 
 # ---------------------------------------------------------------- PostgreSQL: many workers, killed workers

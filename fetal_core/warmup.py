@@ -1,0 +1,19 @@
+"""A Dask worker plugin: every pool worker, also one that joins later or replaces a dead one, is warm before
+its first task (a cold worker spends seconds importing Optuna, SciPy and scikit-learn). Kept apart from
+``pool`` so that importing the pool (the CLI, the pages) does not import Dask (~2 s)."""
+
+from __future__ import annotations
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+
+class WarmUp(WorkerPlugin):
+    name = "fetal-hpo-warm-up"
+    idempotent = True  # several app servers may share one cluster
+
+    def setup(self, worker) -> None:
+        import optuna
+
+        from . import pool, search, storage  # noqa: F401
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
