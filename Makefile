@@ -34,6 +34,7 @@ run: setup
 
 test: setup-dev data browser
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest
 
 bench: setup-dev data

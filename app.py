@@ -20,8 +20,9 @@ WARM_UP_MODULES = ("plotly.graph_objects", "optuna.visualization", "optuna.impor
 @st.cache_resource(show_spinner=False)
 def warm_up() -> threading.Thread:
     """Start importing ``WARM_UP_MODULES`` in the background (once per server process)."""
-    thread = threading.Thread(target=lambda: [importlib.import_module(m) for m in WARM_UP_MODULES],
-                              name="fetal-hpo-warm-up", daemon=True)  # fmt: skip
+    thread = threading.Thread(
+        target=lambda: [importlib.import_module(m) for m in WARM_UP_MODULES], name="fetal-hpo-warm-up", daemon=True
+    )
     thread.start()
     return thread
 

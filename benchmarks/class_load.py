@@ -45,8 +45,9 @@ from fetal_core.manual import config_to_query
 from fetal_core.training import TrainConfig
 from tests.conftest import CHROMIUM_ARGS, DATA_PATH, ROOT, StreamlitServer, descendants
 
-CONFIG = TrainConfig(hidden_layers=(64, 32), batch_size=16, optimizer="Adam", learning_rate=1e-3, weight_decay=0.0,
-                     epochs=400)  # fmt: skip
+CONFIG = TrainConfig(
+    hidden_layers=(64, 32), batch_size=16, optimizer="Adam", learning_rate=1e-3, weight_decay=0.0, epochs=400
+)
 ONE_TARGET, FOUR_TARGET, HEALTH_TARGET_MS, FAIR_TARGET = 1.3, 1.6, 250.0, 2.0
 SETTLE_SECONDS = 2.0
 WAIT_MS = 1_800_000  # a class run on a busy 2-core machine takes minutes: waits end when the page is ready
@@ -76,11 +77,28 @@ DONE_WATCH = """(kind) => {
 
 def headless(config: TrainConfig) -> tuple[float, float]:
     """(training seconds reported, process wall seconds) of ``python -m fetal_core train --json``."""
-    command = [sys.executable, "-m", "fetal_core", "train", "--json", "--layers", *map(str, config.hidden_layers),
-               "--batch-size", str(config.batch_size), "--optimizer", config.optimizer,
-               "--lr", str(config.learning_rate), "--weight-decay", str(config.weight_decay),
-               "--epochs", str(config.epochs), "--seed", str(config.seed),
-               "--scheduler" if config.scheduler else "--no-scheduler"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "fetal_core",
+        "train",
+        "--json",
+        "--layers",
+        *map(str, config.hidden_layers),
+        "--batch-size",
+        str(config.batch_size),
+        "--optimizer",
+        config.optimizer,
+        "--lr",
+        str(config.learning_rate),
+        "--weight-decay",
+        str(config.weight_decay),
+        "--epochs",
+        str(config.epochs),
+        "--seed",
+        str(config.seed),
+        "--scheduler" if config.scheduler else "--no-scheduler",
+    ]
     env = {**os.environ, "FETAL_HPO_DATA": str(DATA_PATH)}
     started = time.perf_counter()
     output = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
@@ -186,9 +204,11 @@ def phase_one(browser, server: StreamlitServer, args) -> list[str]:
     ratio = median["page"] / median["headless"]
     ratio_best = min(samples["page"]) / min(samples["headless"])
     verdict = "met" if ratio <= ONE_TARGET else "MISSED"
-    print(f"one student, median of {args.repeats}: click -> final metrics painted {median['page']:.2f} s; headless "
-          f"training {median['headless']:.2f} s ({median['headless_wall']:.2f} s with the process start); "
-          f"training on the pool worker {median['in_page']:.2f} s")  # fmt: skip
+    print(
+        f"one student, median of {args.repeats}: click -> final metrics painted {median['page']:.2f} s; headless "
+        f"training {median['headless']:.2f} s ({median['headless_wall']:.2f} s with the process start); "
+        f"training on the pool worker {median['in_page']:.2f} s"
+    )
     print(
         f"  ratio {ratio:.2f}x (fastest of each {ratio_best:.2f}x; vs the CLI process's wall time "
         f"{median['page'] / median['headless_wall']:.2f}x); target <= {ONE_TARGET}x: {verdict}"
@@ -237,8 +257,11 @@ def phase_four(browser, server: StreamlitServer, args) -> list[str]:
             elapsed = students_at_once(browser, server, config, count, args.throttle)
             (alone if count == 1 else four).append(elapsed)
         ratio = 4 * alone[-1] / four[-1]
-        print(f"four, repeat {repeat}: one alone {alone[-1]:.2f} s, four at once {four[-1]:.2f} s: combined "
-              f"throughput {ratio:.2f}x", flush=True)  # fmt: skip
+        print(
+            f"four, repeat {repeat}: one alone {alone[-1]:.2f} s, four at once {four[-1]:.2f} s: combined "
+            f"throughput {ratio:.2f}x",
+            flush=True,
+        )
     ratios = sorted(4 * a / f for a, f in zip(alone, four))
     ratio = statistics.median(ratios)
     verdict = "met" if ratio >= FOUR_TARGET else "MISSED"
@@ -371,8 +394,12 @@ def phase_class(browser, server: StreamlitServer, storage_url: str, args) -> lis
         name = f"class_race_{i + 1}"
         page.goto(f"{server.url}/race")
         page.locator(".st-key-race_name input").wait_for()
-        for key, value in (("race_name", name), ("race_trials", args.race_trials), ("race_epochs", args.race_epochs),
-                           ("race_seeds", args.race_seeds)):  # fmt: skip
+        for key, value in (
+            ("race_name", name),
+            ("race_trials", args.race_trials),
+            ("race_epochs", args.race_epochs),
+            ("race_seeds", args.race_seeds),
+        ):
             field_ = page.locator(f".st-key-{key} input")
             field_.fill(str(value))
             field_.press("Enter")
@@ -386,8 +413,11 @@ def phase_class(browser, server: StreamlitServer, storage_url: str, args) -> lis
     monitor = Monitor(server)
     monitor.start()
     started = time.time()
-    buttons = {"part1": ".st-key-part1_train button", "part2": ".st-key-p2_start button",
-               "race": ".st-key-race_start button"}  # fmt: skip
+    buttons = {
+        "part1": ".st-key-part1_train button",
+        "part2": ".st-key-p2_start button",
+        "race": ".st-key-race_start button",
+    }
     for session in sessions:
         session.clicked = time.time()
         session.page.locator(buttons[session.kind]).first.click()
@@ -495,8 +525,11 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     phases = ["one", "four", "class"] if args.phase == "all" else [args.phase]
-    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before; renderer throttle "
-          f"{args.throttle:g}x; phases {', '.join(phases)}", flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before; renderer throttle "
+        f"{args.throttle:g}x; phases {', '.join(phases)}",
+        flush=True,
+    )
     lines: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)

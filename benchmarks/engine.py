@@ -160,9 +160,11 @@ def training_section(frame, data: Dataset, epochs: int, rate: float) -> None:
     notebook_run(frame, ARCHITECTURES[0], 100, epochs, 42)  # warm-up on each side
     torch_preloaded_run(split, ARCHITECTURES[0], 100, epochs, 42)
     our_run(data, ARCHITECTURES[0], 100, epochs, 42)
-    print(f"{'layers':<16}{'batch':>6}{'notebook s':>12}{'torch s':>9}{'ours s':>9}{'vs notebook':>13}"
-          f"{'vs torch':>10}{'cpu vs torch':>14}{'floor s':>9}{'max':>8}{'notebook acc':>14}{'torch acc':>11}"
-          f"{'ours acc':>10}")  # fmt: skip
+    print(
+        f"{'layers':<16}{'batch':>6}{'notebook s':>12}{'torch s':>9}{'ours s':>9}{'vs notebook':>13}"
+        f"{'vs torch':>10}{'cpu vs torch':>14}{'floor s':>9}{'max':>8}{'notebook acc':>14}{'torch acc':>11}"
+        f"{'ours acc':>10}"
+    )
     for layers in ARCHITECTURES:
         floor = matmul_flops(layers, epochs, len(split.y_train), len(split.y_val)) / rate
         for batch_size in BATCH_SIZES:
@@ -184,8 +186,10 @@ def training_section(frame, data: Dataset, epochs: int, rate: float) -> None:
 def accuracy_section(frame, data: Dataset, epochs: int) -> None:
     print(f"\n## Accuracy: mean final validation accuracy over seeds {list(ACCURACY_SEEDS)}, batch {ACCURACY_BATCH}")
     print(f"null accuracy {data.null_accuracy:.2f}%; {TIMING_PARAMS}")
-    print(f"{'layers':<16}{'notebook mean':>14}{'(sd)':>7}{'torch mean':>12}{'(sd)':>7}{'ours mean':>11}{'(sd)':>7}"
-          f"{'ours - notebook':>17}")  # fmt: skip
+    print(
+        f"{'layers':<16}{'notebook mean':>14}{'(sd)':>7}{'torch mean':>12}{'(sd)':>7}{'ours mean':>11}{'(sd)':>7}"
+        f"{'ours - notebook':>17}"
+    )
     split = split_dataset(data)
     for layers in ARCHITECTURES:
         theirs = [notebook_run(frame, layers, ACCURACY_BATCH, epochs, seed)[1] for seed in ACCURACY_SEEDS]
@@ -212,8 +216,9 @@ def study_section(frame, data: Dataset, epochs: int, trials: int, folder: Path, 
     print(f"\n## Study: {trials} trials, TPE(seed 42) + MedianPruner, define-by-run depth, {epochs} epochs, SQLite")
     # Ours: our storage (WAL) and our objective via run_study.
     ours_url = f"sqlite:///{folder / 'ours.sqlite3'}"
-    plan = StudyPlan(ours_url, "Fetal_Health_Study", trials=trials, sampler="tpe", pruner="median", seed=42,
-                     epochs=epochs)  # fmt: skip
+    plan = StudyPlan(
+        ours_url, "Fetal_Health_Study", trials=trials, sampler="tpe", pruner="median", seed=42, epochs=epochs
+    )
     with Stopwatch() as ours_watch:
         summary = run_study(plan, data, open_storage(ours_url))
     ours_study = optuna.load_study(study_name="Fetal_Health_Study", storage=ours_url)
@@ -242,24 +247,36 @@ def study_section(frame, data: Dataset, epochs: int, trials: int, folder: Path, 
     our_epochs = sum(len(t.intermediate_values) for t in ours_study.trials)
     ratio, cpu_ratio = their_watch.wall / ours_watch.wall, their_watch.cpu / ours_watch.cpu
     print(f"same {trials} parameter sets on both sides: {'yes' if same else 'NO'}")
-    print(f"{'side':<10}{'seconds':>9}{'cpu s':>8}{'complete':>10}{'pruned':>8}{'failed':>8}{'epochs run':>12}"
-          f"{'best':>9}")  # fmt: skip
+    print(
+        f"{'side':<10}{'seconds':>9}{'cpu s':>8}{'complete':>10}{'pruned':>8}{'failed':>8}{'epochs run':>12}{'best':>9}"
+    )
     for side, watch, complete, pruned, failed, epochs_run, best in (
         ("notebook", their_watch, their_complete, their_pruned, their_failed, their_epochs, their_study.best_value),
         ("ours", ours_watch, our_complete, our_pruned, our_failed, our_epochs, summary.best_value),
     ):
-        print(f"{side:<10}{watch.wall:>9.1f}{watch.cpu:>8.1f}{complete:>10}{pruned:>8}{failed:>8}{epochs_run:>12}"
-              f"{best:>8.2f}%")  # fmt: skip
+        print(
+            f"{side:<10}{watch.wall:>9.1f}{watch.cpu:>8.1f}{complete:>10}{pruned:>8}{failed:>8}{epochs_run:>12}"
+            f"{best:>8.2f}%"
+        )
     split = split_dataset(data)
-    floor = sum(
-        matmul_flops([t.params[f"layer_{i}"] for i in range(t.params["num_layers"])], len(t.intermediate_values),
-                     len(split.y_train), len(split.y_val))
-        for t in ours_study.trials
-    ) / rate  # fmt: skip
-    print(f"floor: the matrix products of the epochs we trained take {floor:.1f} s at the measured rate; no "
-          f"float32 loop on these threads can beat the notebook by more than {their_watch.wall / floor:.1f}x here, "
-          f"and ours spent {ours_watch.wall - floor:.1f} s on everything else (optimiser steps, activations, "
-          f"Optuna, TPE)")  # fmt: skip
+    floor = (
+        sum(
+            matmul_flops(
+                [t.params[f"layer_{i}"] for i in range(t.params["num_layers"])],
+                len(t.intermediate_values),
+                len(split.y_train),
+                len(split.y_val),
+            )
+            for t in ours_study.trials
+        )
+        / rate
+    )
+    print(
+        f"floor: the matrix products of the epochs we trained take {floor:.1f} s at the measured rate; no "
+        f"float32 loop on these threads can beat the notebook by more than {their_watch.wall / floor:.1f}x here, "
+        f"and ours spent {ours_watch.wall - floor:.1f} s on everything else (optimiser steps, activations, "
+        f"Optuna, TPE)"
+    )
     print(
         f"study ratio {ratio:.1f}x wall, {cpu_ratio:.1f}x cpu (target >= {STUDY_TARGET:g}x: "
         f"{'met' if ratio >= STUDY_TARGET else 'MISSED'}); wall per epoch trained "
@@ -282,8 +299,10 @@ def main() -> None:
     data, frame = load_dataset(path), notebook.prepare(path)
     threads = apply_threads()
     print("# Engine benchmark: the notebook's DataLoader loop vs fetal_core.training.train")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-          f"optuna {optuna.__version__}, {platform.machine()}")  # fmt: skip
+    print(
+        f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+        f"optuna {optuna.__version__}, {platform.machine()}"
+    )
     print(describe_threads(threads))
     rate = sgemm_rate()
     print(f"float32 matrix product rate on these threads: {rate / 1e9:.0f} GFLOP/s (1701 x 256 by 256 x 256)")

@@ -51,9 +51,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     plan = RacePlan(
-        "lesson", strategies=("grid", "random", "tpe", "gp"), pruning=(True,), seeds=args.seeds,
-        trials=args.trials, epochs=args.epochs, reduced=True,
-    )  # fmt: skip
+        "lesson",
+        strategies=("grid", "random", "tpe", "gp"),
+        pruning=(True,),
+        seeds=args.seeds,
+        trials=args.trials,
+        epochs=args.epochs,
+        reduced=True,
+    )
     data_path = settings().data_path
     print(
         f"race: {len(plan.runs())} runs (grid, random, TPE, GP x {plan.seeds} seeds) x {plan.trials} trials x "

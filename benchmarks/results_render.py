@@ -75,14 +75,25 @@ def synthetic_trials(n: int, seed: int = 0, epochs: int = 50, pruned_share: floa
         ]
         seconds = [round(0.05 * e, 3) for e in range(1, run + 1)]
         history = {
-            "epoch": list(range(1, run + 1)), "train_loss": [round(1 / e, 4) for e in range(1, run + 1)],
-            "val_loss": [round(1.2 / e, 4) for e in range(1, run + 1)], "val_accuracy": curve,
-            "balanced_accuracy": [round(v - 10, 3) for v in curve], "seconds": seconds,
-        }  # fmt: skip
+            "epoch": list(range(1, run + 1)),
+            "train_loss": [round(1 / e, 4) for e in range(1, run + 1)],
+            "val_loss": [round(1.2 / e, 4) for e in range(1, run + 1)],
+            "val_accuracy": curve,
+            "balanced_accuracy": [round(v - 10, 3) for v in curve],
+            "seconds": seconds,
+        }
         layers = [params["layer_0"], params["layer_1"]] + [32] * (params["num_layers"] - 2)
-        config = {"hidden_layers": layers, "batch_size": params["batch_size"], "optimizer": params["optimizer"],
-                  "learning_rate": lr, "weight_decay": params["weight_decay"], "scheduler": bool(params["scheduler"]),
-                  "epochs": epochs, "seed": 42 + number, "standardize": False}  # fmt: skip
+        config = {
+            "hidden_layers": layers,
+            "batch_size": params["batch_size"],
+            "optimizer": params["optimizer"],
+            "learning_rate": lr,
+            "weight_decay": params["weight_decay"],
+            "scheduler": bool(params["scheduler"]),
+            "epochs": epochs,
+            "seed": 42 + number,
+            "standardize": False,
+        }
         began = start + dt.timedelta(seconds=3 * number)
         attrs = {"config": config, "history": history}
         if not pruned:
@@ -152,8 +163,11 @@ def _process_times(root: int) -> dict[int, tuple[str, float]]:
 def cpu_used(before: dict, after: dict, pids=None, name: str = "") -> float:
     """CPU seconds used between two ``_process_times`` by the processes in ``pids`` (all when None) whose
     name contains ``name``."""
-    return sum(s - before.get(pid, ("", 0.0))[1] for pid, (n, s) in after.items()
-               if name in n and (pids is None or pid in pids))  # fmt: skip
+    return sum(
+        s - before.get(pid, ("", 0.0))[1]
+        for pid, (n, s) in after.items()
+        if name in n and (pids is None or pid in pids)
+    )
 
 
 @dataclass
@@ -241,8 +255,10 @@ def main() -> None:
             os.replace(f"{paths[n]}.part", paths[n])
             print(f"built the {n}-trial study in {time.perf_counter() - began:.0f} s (kept in {folder})")
     print(f"cores: {os.cpu_count()}, load average before: {os.getloadavg()[0]:.2f} (machine shared: numbers vary)")
-    print(f"targets at 1,000 trials on a fresh server: first plot <= {FIRST_PLOT_TARGET:g} s, all {DEFAULT_PLOTS} "
-          f"plots <= {ALL_PLOTS_TARGET:g} s. Seconds from navigation; CPU s = server + Chromium during the load.")
+    print(
+        f"targets at 1,000 trials on a fresh server: first plot <= {FIRST_PLOT_TARGET:g} s, all {DEFAULT_PLOTS} "
+        f"plots <= {ALL_PLOTS_TARGET:g} s. Seconds from navigation; CPU s = server + Chromium during the load."
+    )
     header = ("trials", "run", "first plot s", "all plots s", "CPU s", "2nd: first s", "2nd: all s", "2nd: CPU s")
     print(" ".join(f"{h:>12}" for h in header))
     results: dict[int, list[tuple[Load, Load]]] = {n: [] for n in args.sizes}
@@ -267,9 +283,11 @@ def main() -> None:
         if n == 1000:
             ok = statistics.median(first_plot) <= FIRST_PLOT_TARGET and statistics.median(all_plots) <= ALL_PLOTS_TARGET
             verdict = "  (targets met)" if ok else "  (targets MISSED)"
-        print(f"  {n:>5} trials: first plot {spread(first_plot)} s, all plots {spread(all_plots)} s; "
-              f"second load: first {spread([s.painted[1] for _, s in runs])} s, "
-              f"all {spread([s.painted[DEFAULT_PLOTS] for _, s in runs])} s{verdict}")
+        print(
+            f"  {n:>5} trials: first plot {spread(first_plot)} s, all plots {spread(all_plots)} s; "
+            f"second load: first {spread([s.painted[1] for _, s in runs])} s, "
+            f"all {spread([s.painted[DEFAULT_PLOTS] for _, s in runs])} s{verdict}"
+        )
 
 
 if __name__ == "__main__":

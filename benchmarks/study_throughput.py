@@ -72,13 +72,18 @@ def run_sessions(pool, storage_url: str, data, names: list[str], args) -> dict[s
     jobs = {
         name: pool.run_studies(
             StudyPlan(
-                storage_url=storage_url, study_name=name, trials=args.trials, sampler="tpe",
-                pruner=args.pruner, seed=42, epochs=args.epochs,
+                storage_url=storage_url,
+                study_name=name,
+                trials=args.trials,
+                sampler="tpe",
+                pruner=args.pruner,
+                seed=42,
+                epochs=args.epochs,
             ),
             data,
         )
         for name in names
-    }  # fmt: skip
+    }
     finished: dict[str, float] = {}
     while len(finished) < len(jobs):
         time.sleep(0.1)

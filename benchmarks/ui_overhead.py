@@ -76,8 +76,12 @@ def browser_run(browser, server: StreamlitServer, config: TrainConfig) -> dict[s
         caption = page.locator(".st-key-part1_result [data-testid=stCaptionContainer]").first.inner_text()
         in_page = float(caption.rsplit("·", 1)[1].strip().removesuffix(" s"))
         first = page.evaluate(FIRST_PAINTED)
-        return {"painted": painted, "in_page": in_page, "counter": first["counter"] / 1000,
-                "point": first["point"] / 1000}  # fmt: skip
+        return {
+            "painted": painted,
+            "in_page": in_page,
+            "counter": first["counter"] / 1000,
+            "point": first["point"] / 1000,
+        }
     finally:
         page.close()
 
@@ -93,8 +97,10 @@ def main() -> None:
     os.environ["FETAL_HPO_DATA"] = str(DATA_PATH)
     os.environ["FETAL_HPO_STORAGE"] = f"sqlite:///{storage_dir}/bench.sqlite3"
     os.chdir(ROOT)
-    print(f"config: the notebook's defaults with {config.epochs} epochs; {args.repeats} interleaved repeats; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"config: the notebook's defaults with {config.epochs} epochs; {args.repeats} interleaved repeats; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
     samples: dict[str, list[float]] = {}
 
@@ -142,16 +148,19 @@ def main() -> None:
         value = {name: pick(values) for name, values in samples.items()}
         base = value["headless"]
         print(f"\n{title} {args.repeats} repeats (seconds), ratio vs headless {base:.3f}s:")
-        rows = [("AppTest: Train click -> script done", "apptest_click"),
-                ("AppTest: training inside the page", "apptest_in_page"),
-                ("browser: Train click -> final metrics painted", "browser_painted"),
-                ("browser: training inside the page (server)", "browser_in_page")]  # fmt: skip
+        rows = [
+            ("AppTest: Train click -> script done", "apptest_click"),
+            ("AppTest: training inside the page", "apptest_in_page"),
+            ("browser: Train click -> final metrics painted", "browser_painted"),
+            ("browser: training inside the page (server)", "browser_in_page"),
+        ]
         for label, name in rows:
             if name in value:
                 print(f"  {label:<48} {value[name]:7.3f}s  {value[name] / base:5.2f}x  (target <= 1.25x)")
         for label, name in (("epoch counter", "browser_counter"), ("first chart point", "browser_point")):
             if name in value:
                 print(f"  browser: Train click -> {label + ' painted':<24} {value[name]:7.3f}s  (target <= 1 s)")
+
 
 if __name__ == "__main__":
     main()

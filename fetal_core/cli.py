@@ -294,9 +294,15 @@ def _race(args: argparse.Namespace) -> int:
     rows = table_rows(analysis)
     if args.json:
         _print_json(
-            {"race": plan.to_dict(), "seconds": seconds, "target": analysis.target, "table": rows,
-             "runs": analysis.runs.to_dict(orient="records"), "summary": analysis.text}
-        )  # fmt: skip
+            {
+                "race": plan.to_dict(),
+                "seconds": seconds,
+                "target": analysis.target,
+                "table": rows,
+                "runs": analysis.runs.to_dict(orient="records"),
+                "summary": analysis.text,
+            }
+        )
         return 0
     columns = list(rows[0])
     widths = [max(len(c), *(len(str(row[c])) for row in rows)) for c in columns]

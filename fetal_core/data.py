@@ -209,9 +209,7 @@ def _check_values(table: pd.DataFrame, name: str) -> np.ndarray:
         bad = numbers.isna() & raw.notna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DatasetError(
-                f"'{name}': column '{column}', row {_line(i)}: '{_quote(raw.iloc[i])}' is not a number."
-            )
+            raise DatasetError(f"'{name}': column '{column}', row {_line(i)}: '{_quote(raw.iloc[i])}' is not a number.")
         column_values = numbers.to_numpy(dtype=np.float64)
         not_finite = ~np.isfinite(column_values)
         if not_finite.any():

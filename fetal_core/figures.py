@@ -111,16 +111,24 @@ def history_figure(
     cut = [t for t in pruned if t.intermediate_values]
     if cut:
         figure.add_scatter(
-            x=[t.number for t in cut], y=[t.intermediate_values[max(t.intermediate_values)] for t in cut],
-            mode="markers", name="pruned (last epoch reached)",
+            x=[t.number for t in cut],
+            y=[t.intermediate_values[max(t.intermediate_values)] for t in cut],
+            mode="markers",
+            name="pruned (last epoch reached)",
             marker={"color": STATE_COLOURS["PRUNED"], "symbol": "x", "size": 8},
-        )  # fmt: skip
+        )
     if manual_best is not None and math.isfinite(manual_best):
         figure.add_hline(
-            y=manual_best, line={"color": MANUAL_COLOUR, "dash": "dash"},
-            annotation={"text": f"best manual run (Part I): {manual_best:.1f}%", "xanchor": "right", "x": 1,
-                        "yanchor": "top", "showarrow": False},
-        )  # fmt: skip
+            y=manual_best,
+            line={"color": MANUAL_COLOUR, "dash": "dash"},
+            annotation={
+                "text": f"best manual run (Part I): {manual_best:.1f}%",
+                "xanchor": "right",
+                "x": 1,
+                "yanchor": "top",
+                "showarrow": False,
+            },
+        )
     return figure
 
 
@@ -135,15 +143,24 @@ def importance_figure(importances: Mapping[str, float], trials: Sequence[FrozenT
     for trial in trials:
         for name, distribution in trial.distributions.items():
             kinds.setdefault(name, type(distribution).__name__)
-    figure = go.Figure(layout={"title": "Hyperparameter Importances", "xaxis": {"title": "Hyperparameter Importance"},
-                               "yaxis": {"title": "Hyperparameter"}})  # fmt: skip
+    figure = go.Figure(
+        layout={
+            "title": "Hyperparameter Importances",
+            "xaxis": {"title": "Hyperparameter Importance"},
+            "yaxis": {"title": "Hyperparameter"},
+        }
+    )
     if ordered:
         figure.add_bar(
-            x=list(ordered.values()), y=[plotly_text(k) for k in ordered], name="Objective Value", orientation="h",
-            text=[f"{v:.2f}" if v >= 0.01 else "<0.01" for v in ordered.values()], textposition="outside",
+            x=list(ordered.values()),
+            y=[plotly_text(k) for k in ordered],
+            name="Objective Value",
+            orientation="h",
+            text=[f"{v:.2f}" if v >= 0.01 else "<0.01" for v in ordered.values()],
+            textposition="outside",
             cliponaxis=False,
             hovertemplate=[f"{plotly_text(k)} ({kinds.get(k, '')}): {v}<extra></extra>" for k, v in ordered.items()],
-        )  # fmt: skip
+        )
     return figure
 
 
@@ -193,8 +210,10 @@ def parallel_figure(study: optuna.Study) -> go.Figure:
         figure = ov.plot_parallel_coordinate(study, target_name=TARGET_NAME)
     if len(shown) < len(complete):
         others = len(shown) - PARALLEL_BEST
-        figure.update_layout(title=f"Parallel Coordinate Plot: the best {PARALLEL_BEST} and {others} others of "
-                                   f"{len(complete)} completed trials")  # fmt: skip
+        figure.update_layout(
+            title=f"Parallel Coordinate Plot: the best {PARALLEL_BEST} and {others} others of "
+            f"{len(complete)} completed trials"
+        )
     *lines, colour_bar = figure.data
     if not lines or colour_bar.marker.colorscale is None:
         return escaped(figure)
@@ -213,13 +232,24 @@ def parallel_figure(study: optuna.Study) -> go.Figure:
     for band, dash in sorted(bands, reverse=reverse):  # reversed scale (minimise): the lowest is best
         xs, ys, hover = bands[band, dash]
         share = band / (PARALLEL_BANDS - 1)
-        grouped.append({
-            "type": "scatter", "x": np.array(xs, np.float32), "y": np.array(ys, np.float32),
-            "customdata": np.array(hover, dtype=object), "mode": "lines", "opacity": style["opacity"],
-            "showlegend": False, "connectgaps": False, "hovertemplate": style["hovertemplate"],
-            "line": {"color": _colour_at(scale, 1.0 - share if reverse else share), "dash": dash,
-                     "width": style["width"]},
-        })  # fmt: skip
+        grouped.append(
+            {
+                "type": "scatter",
+                "x": np.array(xs, np.float32),
+                "y": np.array(ys, np.float32),
+                "customdata": np.array(hover, dtype=object),
+                "mode": "lines",
+                "opacity": style["opacity"],
+                "showlegend": False,
+                "connectgaps": False,
+                "hovertemplate": style["hovertemplate"],
+                "line": {
+                    "color": _colour_at(scale, 1.0 - share if reverse else share),
+                    "dash": dash,
+                    "width": style["width"],
+                },
+            }
+        )
     figure.data = [colour_bar]  # Optuna's layout and colour bar stay as they are (rebuilding them costs seconds)
     figure.add_traces(grouped)
     figure.data = [*figure.data[1:], figure.data[0]]
@@ -235,12 +265,30 @@ def _finite_or_none(values: Iterable[float]) -> list[float | None]:
 
 def _null_line(null_accuracy: float) -> dict:
     return {
-        "shapes": [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "y0": null_accuracy, "y1": null_accuracy,
-                    "line": {"dash": "dash", "color": NULL_COLOUR, "width": 1.5}}],
-        "annotations": [{"xref": "paper", "x": 1, "y": null_accuracy, "yanchor": "top", "xanchor": "right",
-                         "text": f"null accuracy {null_accuracy:.1f}%", "showarrow": False,
-                         "font": {"color": NULL_COLOUR}}],
-    }  # fmt: skip
+        "shapes": [
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "y0": null_accuracy,
+                "y1": null_accuracy,
+                "line": {"dash": "dash", "color": NULL_COLOUR, "width": 1.5},
+            }
+        ],
+        "annotations": [
+            {
+                "xref": "paper",
+                "x": 1,
+                "y": null_accuracy,
+                "yanchor": "top",
+                "xanchor": "right",
+                "text": f"null accuracy {null_accuracy:.1f}%",
+                "showarrow": False,
+                "font": {"color": NULL_COLOUR},
+            }
+        ],
+    }
 
 
 CURVE_ACCURACIES = {"val_accuracy": "validation accuracy %", "balanced_accuracy": "balanced accuracy %",
@@ -277,26 +325,45 @@ def curve_figure(
     accuracies = [c for c in CURVE_ACCURACIES if c in columns] or ["val_accuracy"]
     losses = [c for c in CURVE_LOSSES if c in columns] or (["train_loss"] if not columns else [])
     traces = [
-        {"type": "scatter", "x": x, "y": _finite_or_none(columns.get(c, [])), "name": CURVE_ACCURACIES[c],
-         "mode": "lines+markers" if 0 < len(x) < 60 and c == accuracies[0] else "lines",
-         "line": {"color": CURVE_COLOURS[c], "width": 2 if c == accuracies[0] else 1.5}}
+        {
+            "type": "scatter",
+            "x": x,
+            "y": _finite_or_none(columns.get(c, [])),
+            "name": CURVE_ACCURACIES[c],
+            "mode": "lines+markers" if 0 < len(x) < 60 and c == accuracies[0] else "lines",
+            "line": {"color": CURVE_COLOURS[c], "width": 2 if c == accuracies[0] else 1.5},
+        }
         for c in accuracies
     ] + [
-        {"type": "scatter", "x": x, "y": _finite_or_none(columns.get(c, [])), "name": CURVE_LOSSES[c], "yaxis": "y2",
-         "mode": "lines", "line": {"color": CURVE_COLOURS[c], "width": 1.5, "dash": "dot" if c == "val_loss" else None}}
+        {
+            "type": "scatter",
+            "x": x,
+            "y": _finite_or_none(columns.get(c, [])),
+            "name": CURVE_LOSSES[c],
+            "yaxis": "y2",
+            "mode": "lines",
+            "line": {"color": CURVE_COLOURS[c], "width": 1.5, "dash": "dot" if c == "val_loss" else None},
+        }
         for c in losses
-    ]  # fmt: skip
+    ]
     for trace in traces:
         if trace["line"].get("dash") is None:
             trace["line"].pop("dash", None)
     layout: dict[str, Any] = {
-        "title": {"text": plotly_text(title)}, "height": 380, "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+        "title": {"text": plotly_text(title)},
+        "height": 380,
+        "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
         "legend": {"orientation": "h", "y": -0.2},
         "xaxis": {"title": {"text": "epoch"}},
         "yaxis": {"title": {"text": "accuracy %"}, "range": [0, 100]},
-        "yaxis2": {"title": {"text": "loss"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
-                   "showgrid": False},
-    }  # fmt: skip
+        "yaxis2": {
+            "title": {"text": "loss"},
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+            "showgrid": False,
+        },
+    }
     if epochs:
         layout["xaxis"]["range"] = [0.5, max(epochs, 2) + 0.5]
     if null_accuracy is not None:
@@ -307,12 +374,21 @@ def curve_figure(
 def overlay_figure(runs: Sequence[Mapping[str, Any]]) -> dict:
     """Part I: every run's validation-accuracy curve on one chart (a Plotly figure dict)."""
     traces = [
-        {"type": "scatter", "mode": "lines", "name": plotly_text(run["label"]),
-         "x": [h["epoch"] for h in run["history"]], "y": _finite_or_none(h["val_accuracy"] for h in run["history"])}
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": plotly_text(run["label"]),
+            "x": [h["epoch"] for h in run["history"]],
+            "y": _finite_or_none(h["val_accuracy"] for h in run["history"]),
+        }
         for run in runs
-    ]  # fmt: skip
-    layout = {"height": 340, "margin": {"l": 10, "r": 10, "t": 30, "b": 10}, "xaxis": {"title": {"text": "epoch"}},
-              "yaxis": {"title": {"text": "validation accuracy %"}, "range": [0, 100]}}  # fmt: skip
+    ]
+    layout = {
+        "height": 340,
+        "margin": {"l": 10, "r": 10, "t": 30, "b": 10},
+        "xaxis": {"title": {"text": "epoch"}},
+        "yaxis": {"title": {"text": "validation accuracy %"}, "range": [0, 100]},
+    }
     if runs:
         layout.update(_null_line(runs[-1]["null_accuracy"]))
     return {"data": traces, "layout": layout}
@@ -357,12 +433,16 @@ def intermediate_figure(
             numbers += [t.number] * len(steps) + [np.nan]
         name = f"trial {group[0].number} ({state.lower()})" if per_trial else f"{state.lower()} ({len(group)})"
         trace: dict[str, Any] = {
-            "x": np.array(xs[:-1], np.float32), "y": np.array(ys[:-1], np.float32),
-            "customdata": np.array(numbers[:-1], np.float32), "mode": "lines", "name": name,
-            "line": {"color": state_colour(state), **STATE_LINES.get(state, {})}, "opacity": 0.8,
+            "x": np.array(xs[:-1], np.float32),
+            "y": np.array(ys[:-1], np.float32),
+            "customdata": np.array(numbers[:-1], np.float32),
+            "mode": "lines",
+            "name": name,
+            "line": {"color": state_colour(state), **STATE_LINES.get(state, {})},
+            "opacity": 0.8,
             "connectgaps": False,
             "hovertemplate": "trial %{customdata}<br>epoch %{x}<br>%{y:.2f}<extra>" + state.lower() + "</extra>",
-        }  # fmt: skip
+        }
         if state == "PRUNED" and per_trial:  # cut short: a cross at the line's end
             trace["mode"] = "lines+markers"
             trace["marker"] = {"size": [0] * (len(xs) - 2) + [10], "symbol": "x", "color": state_colour(state)}
@@ -370,15 +450,24 @@ def intermediate_figure(
         if state == "PRUNED" and not per_trial:  # one cross per trial (a marker per point costs the browser seconds)
             ends = [_steps(t) for t in group]
             figure.add_scatter(
-                x=np.array([s[-1] for s, _ in ends], np.float32), y=np.array([v[-1] for _, v in ends], np.float32),
-                customdata=np.array([t.number for t in group], np.float32), mode="markers", showlegend=False,
-                name=f"{name} cut short", marker={"symbol": "x", "size": 8, "color": state_colour(state)},
+                x=np.array([s[-1] for s, _ in ends], np.float32),
+                y=np.array([v[-1] for _, v in ends], np.float32),
+                customdata=np.array([t.number for t in group], np.float32),
+                mode="markers",
+                showlegend=False,
+                name=f"{name} cut short",
+                marker={"symbol": "x", "size": 8, "color": state_colour(state)},
                 hovertemplate="trial %{customdata}<br>pruned after epoch %{x}<extra></extra>",
-            )  # fmt: skip
+            )
     figure.update_layout(
-        title=title, xaxis_title="epoch", yaxis_title="validation accuracy (%)", legend_title_text="state",
-        showlegend=len(figure.data) <= 20, height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-    )  # fmt: skip
+        title=title,
+        xaxis_title="epoch",
+        yaxis_title="validation accuracy (%)",
+        legend_title_text="state",
+        showlegend=len(figure.data) <= 20,
+        height=380,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     if epochs:
         figure.update_xaxes(range=[0.5, epochs + 0.5])
     return figure
@@ -390,8 +479,13 @@ def architecture_figure(hidden_layers: Sequence[int]) -> go.Figure:
     widths = [len(FEATURES), *[int(u) for u in hidden_layers], len(CLASS_NAMES)]
     colours = ["#9e9e9e"] + ["#1f77b4"] * len(hidden_layers) + ["#9e9e9e"]
     figure = go.Figure(go.Bar(x=names, y=widths, text=widths, textposition="outside", marker_color=colours))
-    figure.update_layout(title="Architecture: units per layer", yaxis_title="units", height=300,
-                         margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=False)  # fmt: skip
+    figure.update_layout(
+        title="Architecture: units per layer",
+        yaxis_title="units",
+        height=300,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        showlegend=False,
+    )
     return figure
 
 
@@ -426,6 +520,7 @@ def compare_figures(studies: Sequence[optuna.Study]) -> tuple[go.Figure, go.Figu
     progress = history_figure(studies)
     progress.update_layout(title="Optimisation history of each study", yaxis_title="Accuracy (%)")
     distribution = edf_figure(studies)
-    distribution.update_layout(title="Empirical distribution of trial accuracies",
-                               yaxis_title="Share of trials with at most this accuracy")  # fmt: skip
+    distribution.update_layout(
+        title="Empirical distribution of trial accuracies", yaxis_title="Share of trials with at most this accuracy"
+    )
     return progress, distribution

@@ -103,8 +103,13 @@ class Lesson:
         return hand_study_name(self.name)
 
     def to_dict(self) -> dict:
-        return {"class_study": self.class_study, "removed": list(self.removed), "presets": dict(self.presets),
-                "started": self.started, "archived": self.archived}  # fmt: skip
+        return {
+            "class_study": self.class_study,
+            "removed": list(self.removed),
+            "presets": dict(self.presets),
+            "started": self.started,
+            "archived": self.archived,
+        }
 
     @classmethod
     def from_dict(cls, name: str, d: dict | None) -> Lesson:
@@ -144,8 +149,9 @@ def current_lesson(storage: optuna.storages.BaseStorage, state: dict | None = No
 def lessons(storage: optuna.storages.BaseStorage) -> list[Lesson]:
     """Every lesson the storage knows, oldest first."""
     state = class_state(storage)
-    found = [Lesson.from_dict(k[len(LESSON_ATTR_PREFIX) :], v) for k, v in state.items()
-             if k.startswith(LESSON_ATTR_PREFIX)]  # fmt: skip
+    found = [
+        Lesson.from_dict(k[len(LESSON_ATTR_PREFIX) :], v) for k, v in state.items() if k.startswith(LESSON_ATTR_PREFIX)
+    ]
     return sorted(found, key=lambda lesson: lesson.started)
 
 
@@ -174,10 +180,13 @@ LAYER_DISTRIBUTION = IntDistribution(int(limits.UNITS.low), int(limits.UNITS.hig
 def run_params(config: TrainConfig) -> tuple[dict[str, Any], dict[str, optuna.distributions.BaseDistribution]]:
     """A Part I config as trial params in the search space's names, with their distributions."""
     params: dict[str, Any] = {
-        "batch_size": config.batch_size, "optimizer": config.optimizer, "learning_rate": config.learning_rate,
-        "weight_decay": config.weight_decay, "scheduler": int(config.scheduler),
+        "batch_size": config.batch_size,
+        "optimizer": config.optimizer,
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "scheduler": int(config.scheduler),
         "num_layers": len(config.hidden_layers),
-    }  # fmt: skip
+    }
     distributions = dict(RUN_DISTRIBUTIONS)
     for i, units in enumerate(config.hidden_layers):
         params[f"layer_{i}"] = int(units)
@@ -213,8 +222,9 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
         value=float(record["final_val_accuracy"]) if history else None,
         params=params,
         distributions=distributions,
-        intermediate_values={int(h["epoch"]): float(h["val_accuracy"]) for h in history
-                             if math.isfinite(h["val_accuracy"])},  # fmt: skip
+        intermediate_values={
+            int(h["epoch"]): float(h["val_accuracy"]) for h in history if math.isfinite(h["val_accuracy"])
+        },
         user_attrs={
             "nickname": nickname or "",
             "recorded": finished.isoformat(timespec="milliseconds"),
@@ -223,9 +233,12 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
             "run": str(record.get("label", "")),
             "config": config.to_dict(),
             "history": _history_columns(history),
-            "metrics": {"balanced_accuracy": record["balanced_accuracy"],
-                        "confusion_matrix": record["confusion_matrix"],
-                        "per_class_recall": record["per_class_recall"], "seconds": record["seconds"]},  # fmt: skip
+            "metrics": {
+                "balanced_accuracy": record["balanced_accuracy"],
+                "confusion_matrix": record["confusion_matrix"],
+                "per_class_recall": record["per_class_recall"],
+                "seconds": record["seconds"],
+            },
         },
     )
     trial.datetime_start = finished - timedelta(seconds=float(record.get("seconds") or 0.0))
@@ -291,8 +304,11 @@ def _finished(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.F
 
 
 def _layers(trial: optuna.trial.FrozenTrial) -> list[int]:
-    return [int(trial.params[f"layer_{i}"]) for i in range(int(trial.params.get("num_layers", 0)))
-            if f"layer_{i}" in trial.params]  # fmt: skip
+    return [
+        int(trial.params[f"layer_{i}"])
+        for i in range(int(trial.params.get("num_layers", 0)))
+        if f"layer_{i}" in trial.params
+    ]
 
 
 def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
@@ -304,15 +320,27 @@ def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
     for name, trials in by_student.items():
         finished = _finished(trials)
         best = max(finished, key=lambda t: t.value, default=None)
-        row: dict[str, Any] = {"student": name, "best accuracy %": None if best is None else round(best.value, 2),
-                               "runs": len(trials), "finished": len(finished)}  # fmt: skip
+        row: dict[str, Any] = {
+            "student": name,
+            "best accuracy %": None if best is None else round(best.value, 2),
+            "runs": len(trials),
+            "finished": len(finished),
+        }
         if best is not None:
             p, config = best.params, best.user_attrs.get("config") or {}
-            row.update({"hidden layers": "-".join(str(u) for u in _layers(best)), "batch": p.get("batch_size"),
-                        "optimiser": p.get("optimizer"), "lr": f"{p.get('learning_rate', 0):g}",
-                        "weight decay": f"{p.get('weight_decay', 0):g}", "scheduler": bool(p.get("scheduler")),
-                        "standardised": bool(config.get("standardize")), "epochs": config.get("epochs"),
-                        "run": best.number})  # fmt: skip
+            row.update(
+                {
+                    "hidden layers": "-".join(str(u) for u in _layers(best)),
+                    "batch": p.get("batch_size"),
+                    "optimiser": p.get("optimizer"),
+                    "lr": f"{p.get('learning_rate', 0):g}",
+                    "weight decay": f"{p.get('weight_decay', 0):g}",
+                    "scheduler": bool(p.get("scheduler")),
+                    "standardised": bool(config.get("standardize")),
+                    "epochs": config.get("epochs"),
+                    "run": best.number,
+                }
+            )
         rows.append(row)
     rows.sort(key=lambda r: (r["best accuracy %"] is None, -(r["best accuracy %"] or 0.0), r["student"]))
     for rank, row in enumerate(rows, start=1):
@@ -338,20 +366,43 @@ def hand_vs_machine_figure(hand: Trials, machine: Trials) -> dict:
         finished = sorted(_finished(trials), key=lambda t: (t.datetime_complete or datetime.min, t.number))
         x = list(range(1, len(finished) + 1))
         values = [t.value for t in finished]
-        hover = [plotly_text(f"{student(t) if label == 'by hand' else 'trial'} #{t.number}: {t.value:.2f}%")
-                 for t in finished]  # fmt: skip
-        data.append({"type": "scatter", "mode": "markers", "name": f"{label}: each run" if label == "by hand"
-                     else "Optuna: each trial", "x": x, "y": values, "text": hover, "hoverinfo": "text",
-                     "marker": {"color": colour, "size": 7, "opacity": 0.6}})  # fmt: skip
-        data.append({"type": "scatter", "mode": "lines", "name": f"{label}: best so far", "x": x,
-                     "y": _best_so_far(values), "line": {"color": colour, "width": 2.5, "shape": "hv"}})  # fmt: skip
+        hover = [
+            plotly_text(f"{student(t) if label == 'by hand' else 'trial'} #{t.number}: {t.value:.2f}%")
+            for t in finished
+        ]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{label}: each run" if label == "by hand" else "Optuna: each trial",
+                "x": x,
+                "y": values,
+                "text": hover,
+                "hoverinfo": "text",
+                "marker": {"color": colour, "size": 7, "opacity": 0.6},
+            }
+        )
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"{label}: best so far",
+                "x": x,
+                "y": _best_so_far(values),
+                "line": {"color": colour, "width": 2.5, "shape": "hv"},
+            }
+        )
     return {
         "data": data,
-        "layout": {"title": {"text": "Hand vs machine: the class's runs and Optuna's trials"}, "height": 420,
-                   "margin": {"l": 10, "r": 10, "t": 50, "b": 10}, "legend": {"orientation": "h", "y": -0.2},
-                   "xaxis": {"title": {"text": "run or trial, in the order they finished"}},
-                   "yaxis": {"title": {"text": "final validation accuracy %"}}},
-    }  # fmt: skip
+        "layout": {
+            "title": {"text": "Hand vs machine: the class's runs and Optuna's trials"},
+            "height": 420,
+            "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+            "legend": {"orientation": "h", "y": -0.2},
+            "xaxis": {"title": {"text": "run or trial, in the order they finished"}},
+            "yaxis": {"title": {"text": "final validation accuracy %"}},
+        },
+    }
 
 
 def _decade(value: float) -> int:
@@ -372,10 +423,12 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
 
     def setting(t: optuna.trial.FrozenTrial) -> dict[str, str]:
         config = t.user_attrs.get("config") or {}
-        return {"optimiser": str(t.params.get("optimizer")),
-                "cosine scheduler": "on" if t.params.get("scheduler") else "off",
-                "standardised features": "yes" if config.get("standardize") else "no",
-                "hidden layers (count)": str(t.params.get("num_layers"))}  # fmt: skip
+        return {
+            "optimiser": str(t.params.get("optimizer")),
+            "cosine scheduler": "on" if t.params.get("scheduler") else "off",
+            "standardised features": "yes" if config.get("standardize") else "no",
+            "hidden layers (count)": str(t.params.get("num_layers")),
+        }
 
     for name in ("optimiser", "cosine scheduler", "standardised features", "hidden layers (count)"):
         values = [setting(t)[name] for t in top]
@@ -383,11 +436,15 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
         share = values.count(common)
         if share >= max(2, math.ceil(2 * len(top) / 3)):
             overall = sum(1 for t in finished if setting(t)[name] == common)
-            notes.append(f"{share} of the top {len(top)} runs share {name} = {common} "
-                         f"({overall} of all {len(finished)} finished runs).")  # fmt: skip
+            notes.append(
+                f"{share} of the top {len(top)} runs share {name} = {common} "
+                f"({overall} of all {len(finished)} finished runs)."
+            )
     rates = sorted(t.params["learning_rate"] for t in top)
-    notes.append(f"The top {len(top)} runs used learning rates from {rates[0]:g} to {rates[-1]:g} "
-                 f"(best run: {ranked[0].value:.2f}%).")  # fmt: skip
+    notes.append(
+        f"The top {len(top)} runs used learning rates from {rates[0]:g} to {rates[-1]:g} "
+        f"(best run: {ranked[0].value:.2f}%)."
+    )
 
     tried = list(hand)
     never = []
@@ -408,15 +465,26 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
     machine_best = max((t.value for t in _finished(machine)), default=None)
     if machine_best is not None:
         gap = machine_best - ranked[0].value
-        notes.append(f"Optuna's best trial: {machine_best:.2f}% against the class's best by hand "
-                     f"{ranked[0].value:.2f}% ({gap:+.2f} points).")  # fmt: skip
+        notes.append(
+            f"Optuna's best trial: {machine_best:.2f}% against the class's best by hand "
+            f"{ranked[0].value:.2f}% ({gap:+.2f} points)."
+        )
     return notes
 
 
 # ---------------------------------------------------------------- the instructor's presets for Part I
 
-CONTROLS = ("hidden_layers", "batch_size", "optimizer", "learning_rate", "weight_decay", "scheduler",
-            "standardize", "epochs", "seed")  # fmt: skip  (Part I's controls, TrainConfig's fields)
+CONTROLS = (
+    "hidden_layers",
+    "batch_size",
+    "optimizer",
+    "learning_rate",
+    "weight_decay",
+    "scheduler",
+    "standardize",
+    "epochs",
+    "seed",
+)  # fmt: skip  (Part I's controls, TrainConfig's fields)
 RANGED = {"batch_size": limits.BATCH_SIZE, "learning_rate": limits.LEARNING_RATE,
           "weight_decay": limits.WEIGHT_DECAY, "units": limits.UNITS, "layers": limits.LAYERS}  # fmt: skip
 VISIBILITY = ("choose", "fixed", "hidden")  # the student sets it / sees it fixed / does not see it (fixed)
@@ -436,8 +504,10 @@ class Presets:
     def __post_init__(self) -> None:
         for control, seen in self.visibility.items():
             if control not in CONTROLS or seen not in VISIBILITY:
-                raise ConfigError(f"presets: {clip(repr(control), 30)} = {clip(repr(seen), 20)} is not a control "
-                                  f"and one of {', '.join(VISIBILITY)}.")  # fmt: skip
+                raise ConfigError(
+                    f"presets: {clip(repr(control), 30)} = {clip(repr(seen), 20)} is not a control "
+                    f"and one of {', '.join(VISIBILITY)}."
+                )
         unknown = [c for c in self.fixed if c not in CONTROLS]
         if unknown:
             raise ConfigError(f"presets: {clip(repr(unknown[0]), 30)} is not a Part I control.")
@@ -453,8 +523,9 @@ class Presets:
             ranges[name] = (low, high)
         object.__setattr__(self, "ranges", ranges)
         if self.max_epochs is not None:
-            object.__setattr__(self, "max_epochs", int(limits.check("epochs cap", self.max_epochs, limits.EPOCHS,
-                                                                     whole=True)))  # fmt: skip
+            object.__setattr__(
+                self, "max_epochs", int(limits.check("epochs cap", self.max_epochs, limits.EPOCHS, whole=True))
+            )
 
     def seen(self, control: str) -> str:
         return self.visibility.get(control, "choose")
@@ -494,9 +565,13 @@ class Presets:
         for control in CONTROLS:
             if self.seen(control) != "choose":
                 values[control] = self.fixed_value(control)
-        checks = [("batch_size", "batch size", values["batch_size"]), ("learning_rate", "learning rate",
-                  values["learning_rate"]), ("weight_decay", "weight decay", values["weight_decay"]),
-                  ("epochs", "epochs", values["epochs"]), ("layers", "hidden layers", len(values["hidden_layers"]))]
+        checks = [
+            ("batch_size", "batch size", values["batch_size"]),
+            ("learning_rate", "learning rate", values["learning_rate"]),
+            ("weight_decay", "weight decay", values["weight_decay"]),
+            ("epochs", "epochs", values["epochs"]),
+            ("layers", "hidden layers", len(values["hidden_layers"])),
+        ]
         checks += [("units", f"hidden layer {i + 1}", u) for i, u in enumerate(values["hidden_layers"])]
         for name, label, value in checks:
             low, high = self.range(name)
@@ -505,8 +580,12 @@ class Presets:
         return TrainConfig.from_dict(values)
 
     def to_dict(self) -> dict:
-        return {"visibility": dict(self.visibility), "fixed": dict(self.fixed),
-                "ranges": {k: list(v) for k, v in self.ranges.items()}, "max_epochs": self.max_epochs}  # fmt: skip
+        return {
+            "visibility": dict(self.visibility),
+            "fixed": dict(self.fixed),
+            "ranges": {k: list(v) for k, v in self.ranges.items()},
+            "max_epochs": self.max_epochs,
+        }
 
     @classmethod
     def from_dict(cls, d: dict | None) -> Presets:
@@ -517,8 +596,12 @@ class Presets:
             fixed = dict(d.get("fixed") or {})
             if "hidden_layers" in fixed:
                 fixed["hidden_layers"] = tuple(fixed["hidden_layers"])
-            return cls(dict(d.get("visibility") or {}), fixed,
-                       {k: tuple(v) for k, v in (d.get("ranges") or {}).items()}, d.get("max_epochs"))  # fmt: skip
+            return cls(
+                dict(d.get("visibility") or {}),
+                fixed,
+                {k: tuple(v) for k, v in (d.get("ranges") or {}).items()},
+                d.get("max_epochs"),
+            )
         except (ConfigError, TypeError, ValueError, AttributeError):
             return cls()
 

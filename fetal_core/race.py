@@ -271,12 +271,16 @@ def race_progress(plan: RacePlan, storage: optuna.storages.BaseStorage) -> RaceP
         done = records.count(trials, _used_states(run))
         rows.append(
             dict(
-                run=run.label, seed=run.seed, finished=min(done, plan.target_trials(run)),
-                target=plan.target_trials(run), pruned=states.count(TrialState.PRUNED),
-                failed=states.count(TrialState.FAIL), running=states.count(TrialState.RUNNING),
+                run=run.label,
+                seed=run.seed,
+                finished=min(done, plan.target_trials(run)),
+                target=plan.target_trials(run),
+                pruned=states.count(TrialState.PRUNED),
+                failed=states.count(TrialState.FAIL),
+                running=states.count(TrialState.RUNNING),
                 epochs=sum(len(t.intermediate_values) for t in trials),
             )
-        )  # fmt: skip
+        )
     return RaceProgress(
         finished_trials=sum(r["finished"] for r in rows),
         target_trials=sum(r["target"] for r in rows),

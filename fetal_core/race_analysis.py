@@ -77,15 +77,24 @@ def analyze_race(plan: RacePlan, storage: optuna.storages.BaseStorage, target: f
     curves: dict[RaceRun, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     samples = []
     for run in plan.runs():
-        finished = sorted(records.in_states(stored_trials(storage, run.study_name(plan.name)), records.FINISHED),
-                          key=lambda t: t.number)  # fmt: skip
+        finished = sorted(
+            records.in_states(stored_trials(storage, run.study_name(plan.name)), records.FINISHED),
+            key=lambda t: t.number,
+        )
         curves[run] = _run_curve(finished)
         for t, value in zip(finished, curves[run][2]):
             samples.append(
-                dict(label=run.label, seed=run.seed, trial=t.number, learning_rate=t.params.get("learning_rate"),
-                     batch_size=t.params.get("batch_size"), state=t.state.name, value=value,
-                     epochs=len(t.intermediate_values))
-            )  # fmt: skip
+                dict(
+                    label=run.label,
+                    seed=run.seed,
+                    trial=t.number,
+                    learning_rate=t.params.get("learning_rate"),
+                    batch_size=t.params.get("batch_size"),
+                    state=t.state.name,
+                    value=value,
+                    epochs=len(t.intermediate_values),
+                )
+            )
     labels = list(dict.fromkeys(run.label for run in plan.runs()))
     finals = {run: (float(np.nanmax(c[0])) if np.any(~np.isnan(c[0])) else math.nan) for run, c in curves.items()}
     if target is None:
@@ -97,13 +106,21 @@ def analyze_race(plan: RacePlan, storage: optuna.storages.BaseStorage, target: f
     for run, (best, spent, values) in curves.items():
         positions = np.arange(1, best.size + 1, dtype=float)
         run_rows.append(
-            dict(label=run.label, strategy=run.strategy, pruning=run.pruned, seed=run.seed,
-                 study=run.study_name(plan.name), best=finals[run], trials=int(best.size),
-                 complete=int(np.sum(~np.isnan(values))), pruned=int(np.sum(np.isnan(values))),
-                 epochs=int(spent[-1]) if spent.size else 0,
-                 epochs_to_target=math.nan if target is None else _first_reach(best, spent, target),
-                 trials_to_target=math.nan if target is None else _first_reach(best, positions, target))
-        )  # fmt: skip
+            dict(
+                label=run.label,
+                strategy=run.strategy,
+                pruning=run.pruned,
+                seed=run.seed,
+                study=run.study_name(plan.name),
+                best=finals[run],
+                trials=int(best.size),
+                complete=int(np.sum(~np.isnan(values))),
+                pruned=int(np.sum(np.isnan(values))),
+                epochs=int(spent[-1]) if spent.size else 0,
+                epochs_to_target=math.nan if target is None else _first_reach(best, spent, target),
+                trials_to_target=math.nan if target is None else _first_reach(best, positions, target),
+            )
+        )
     runs = pd.DataFrame(run_rows)
     for label in labels:
         members = [c for r, c in curves.items() if r.label == label and c[0].size]
@@ -121,8 +138,9 @@ def analyze_race(plan: RacePlan, storage: optuna.storages.BaseStorage, target: f
     by_trial_df = pd.DataFrame(by_trial, columns=["label", "trials", "median", "q1", "q3"])
     by_epoch_df = pd.DataFrame(by_epoch, columns=["label", "epochs", "median", "q1", "q3"])
     table = _table(labels, runs, by_epoch_df, by_trial_df, target)
-    return RaceAnalysis(plan, target, by_trial_df, by_epoch_df, runs, pd.DataFrame(samples), table,
-                        summary_text(table, plan, target))  # fmt: skip
+    return RaceAnalysis(
+        plan, target, by_trial_df, by_epoch_df, runs, pd.DataFrame(samples), table, summary_text(table, plan, target)
+    )
 
 
 def _table(labels, runs: pd.DataFrame, by_epoch: pd.DataFrame, by_trial: pd.DataFrame, target) -> list[dict]:

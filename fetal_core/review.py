@@ -144,7 +144,7 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
                 described.sampler,
                 described.pruner,
                 described.epochs,
-            )  # fmt: skip
+            )
         )
     return rows
 
@@ -232,20 +232,30 @@ def _load_trials_sql(storage: RDBStorage, study_id: int, states: tuple[TrialStat
     with storage.engine.connect() as connection:
         cursor = connection.connection.cursor()
         try:
-            cursor.execute(f"SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
-                           f"WHERE trial_id IN ({chosen})")  # fmt: skip
+            cursor.execute(
+                f"SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
+                f"WHERE trial_id IN ({chosen})"
+            )
             heads = cursor.fetchall()
             fields: dict[int, dict[str, Any]] = {
-                h[0]: {"values": {}, "params": {}, "distributions": {}, "user_attrs": {}, "system_attrs": {},
-                       "intermediate_values": {}}
+                h[0]: {
+                    "values": {},
+                    "params": {},
+                    "distributions": {},
+                    "user_attrs": {},
+                    "system_attrs": {},
+                    "intermediate_values": {},
+                }
                 for h in heads
-            }  # fmt: skip
-            for trial_id, objective, value, kind in rows("objective, value, value_type", "trial_values",
-                                                         "trial_value_id"):  # fmt: skip
+            }
+            for trial_id, objective, value, kind in rows(
+                "objective, value, value_type", "trial_values", "trial_value_id"
+            ):
                 fields[trial_id]["values"][objective] = _stored_float(value, kind)
             known: dict[str, Any] = {}  # a study has few distinct distributions: parse each JSON once
-            for trial_id, name, value, text in rows("param_name, param_value, distribution_json", "trial_params",
-                                                    "param_id"):  # fmt: skip
+            for trial_id, name, value, text in rows(
+                "param_name, param_value, distribution_json", "trial_params", "param_id"
+            ):
                 if text not in known:
                     known[text] = json_to_distribution(text)
                 distribution = known[text]
@@ -253,12 +263,13 @@ def _load_trials_sql(storage: RDBStorage, study_id: int, states: tuple[TrialStat
                 fields[trial_id]["distributions"][name] = distribution
             for trial_id, key, text in rows("key, value_json", "trial_user_attributes", "trial_user_attribute_id"):
                 fields[trial_id]["user_attrs"][key] = json.loads(text)
-            for trial_id, key, text in rows("key, value_json", "trial_system_attributes",
-                                            "trial_system_attribute_id"):  # fmt: skip
+            for trial_id, key, text in rows("key, value_json", "trial_system_attributes", "trial_system_attribute_id"):
                 fields[trial_id]["system_attrs"][key] = json.loads(text)
-            for trial_id, step, value, kind in rows("step, intermediate_value, intermediate_value_type",
-                                                    "trial_intermediate_values",
-                                                    "trial_intermediate_value_id"):  # fmt: skip
+            for trial_id, step, value, kind in rows(
+                "step, intermediate_value, intermediate_value_type",
+                "trial_intermediate_values",
+                "trial_intermediate_value_id",
+            ):
                 fields[trial_id]["intermediate_values"][step] = _stored_float(value, kind)
         finally:
             cursor.close()
@@ -266,12 +277,22 @@ def _load_trials_sql(storage: RDBStorage, study_id: int, states: tuple[TrialStat
     for trial_id, number, state, start, complete in heads:
         f = fields[trial_id]
         values = [f["values"][k] for k in sorted(f["values"])] or None
-        trials.append(FrozenTrial(
-            number=number, state=TrialState[state], value=None, values=values, datetime_start=_local_time(start),
-            datetime_complete=_local_time(complete), params=f["params"], distributions=f["distributions"],
-            user_attrs=f["user_attrs"], system_attrs=f["system_attrs"], intermediate_values=f["intermediate_values"],
-            trial_id=trial_id,
-        ))  # fmt: skip
+        trials.append(
+            FrozenTrial(
+                number=number,
+                state=TrialState[state],
+                value=None,
+                values=values,
+                datetime_start=_local_time(start),
+                datetime_complete=_local_time(complete),
+                params=f["params"],
+                distributions=f["distributions"],
+                user_attrs=f["user_attrs"],
+                system_attrs=f["system_attrs"],
+                intermediate_values=f["intermediate_values"],
+                trial_id=trial_id,
+            )
+        )
     return trials
 
 
@@ -299,10 +320,19 @@ def snapshot(
     lean = []
     for index, t in enumerate(trials):
         copy = FrozenTrial(
-            number=t.number, state=t.state, value=None, values=t.values, datetime_start=t.datetime_start,
-            datetime_complete=t.datetime_complete, params=t.params, distributions=t.distributions, user_attrs={},
-            system_attrs={}, intermediate_values=t.intermediate_values if curves else {}, trial_id=index,
-        )  # fmt: skip  (add_trials gives each copy a new id: the template's trial_id is not read)
+            number=t.number,
+            state=t.state,
+            value=None,
+            values=t.values,
+            datetime_start=t.datetime_start,
+            datetime_complete=t.datetime_complete,
+            params=t.params,
+            distributions=t.distributions,
+            user_attrs={},
+            system_attrs={},
+            intermediate_values=t.intermediate_values if curves else {},
+            trial_id=index,
+        )  # add_trials gives each copy a new id: the template's trial_id is not read
         lean.append(copy)
     study.add_trials(lean)
     return study
@@ -404,8 +434,9 @@ def best_so_far(trials: list[FrozenTrial], maximize: bool = True) -> pd.DataFram
     done = records.completed(trials)
     values = np.array([t.value for t in done], dtype=float)
     best = np.array(records.best_so_far(done, maximize), dtype=float)
-    return pd.DataFrame({"trial": [t.number for t in done], "completed": np.arange(1, len(done) + 1),
-                         "value": values, "best": best})  # fmt: skip
+    return pd.DataFrame(
+        {"trial": [t.number for t in done], "completed": np.arange(1, len(done) + 1), "value": values, "best": best}
+    )
 
 
 def edf(trials: list[FrozenTrial]) -> pd.DataFrame:

@@ -430,4 +430,3 @@ def run_study(
         interrupted = True
     interrupted = interrupted or bool(stopped_between_trials)
     return summarize(study, time.perf_counter() - started, ran=len(finished), interrupted=interrupted)
-

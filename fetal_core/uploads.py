@@ -126,13 +126,32 @@ def run_limited(target: str, args: list, memory_bytes: int, cpu_seconds: int, wa
     needs, after its limits are set. Raises ``UploadError`` with the call's own ``UploadError`` message, its
     first error line, or the limit it ran into.
     """
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-                   "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # fmt: skip
-    command = [sys.executable, "-m", "fetal_core.uploads", str(memory_bytes), str(cpu_seconds), target,
-               json.dumps(args)]  # fmt: skip
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "fetal_core.uploads",
+        str(memory_bytes),
+        str(cpu_seconds),
+        target,
+        json.dumps(args),
+    ]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=wall_seconds, env=environment,
-                              cwd=ROOT, start_new_session=True)  # fmt: skip (Ctrl-C in the terminal is the server's)
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=wall_seconds,
+            env=environment,
+            cwd=ROOT,
+            start_new_session=True,
+        )  # Ctrl-C in the terminal is the server's
     except subprocess.TimeoutExpired:  # run() has killed it
         raise UploadError(f"reading it did not end within {wall_seconds:g} s, {LIMIT}.") from None
     if done.returncode == -signal.SIGXCPU:
@@ -196,8 +215,11 @@ def _check_schema(source: sqlite3.Connection) -> set[str]:
 
 def _check_counts(source: sqlite3.Connection, present: set[str], limits: UploadLimits) -> None:
     # NOT INDEXED: count the table itself (quick_check does not prove an index matches its table)
-    counts = {name: source.execute(f'SELECT COUNT(*) FROM "{name}" NOT INDEXED').fetchone()[0]
-              for name in OPTUNA_TABLES if name in present}  # fmt: skip
+    counts = {
+        name: source.execute(f'SELECT COUNT(*) FROM "{name}" NOT INDEXED').fetchone()[0]
+        for name in OPTUNA_TABLES
+        if name in present
+    }
     too_many = [
         (what, n, cap)
         for what, n, cap in (
@@ -223,8 +245,11 @@ def copy_study_file(raw: str, target: str, limits: dict) -> dict[str, int]:
         try:
             tables = _check_schema(source)
             _check_counts(source, tables, limits)
-            version = source.execute("SELECT version_num FROM alembic_version").fetchone() if (
-                "alembic_version" in tables) else None  # fmt: skip
+            version = (
+                source.execute("SELECT version_num FROM alembic_version").fetchone()
+                if ("alembic_version" in tables)
+                else None
+            )
         except sqlite3.DatabaseError as err:
             raise UploadError(f"the uploaded file is a damaged SQLite database ({_first_line(err)}).") from None
 
@@ -299,8 +324,13 @@ def import_study_file(data: bytes, destination: str | Path, limits: UploadLimits
         if not _READERS.acquire(timeout=limits.wall_seconds):
             raise UploadError("the server is busy reading other uploads; try again in a minute.")
         try:
-            return run_limited("fetal_core.uploads:copy_study_file", [str(raw), str(destination), asdict(limits)],
-                               limits.memory_bytes, limits.cpu_seconds, limits.wall_seconds)  # fmt: skip
+            return run_limited(
+                "fetal_core.uploads:copy_study_file",
+                [str(raw), str(destination), asdict(limits)],
+                limits.memory_bytes,
+                limits.cpu_seconds,
+                limits.wall_seconds,
+            )
         finally:
             _READERS.release()
     except BaseException:

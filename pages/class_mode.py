@@ -64,9 +64,11 @@ def nickname_sidebar() -> None:
         if nick is None:
             with st.form("nick_form", border=False):
                 st.text_input(
-                    "Your nickname", key="nick_input", placeholder="e.g. Ada_42",
+                    "Your nickname",
+                    key="nick_input",
+                    placeholder="e.g. Ada_42",
                     help="Shown beside your runs on the leaderboard: 1 to 24 letters, digits, spaces, '-' or '_'.",
-                )  # fmt: skip
+                )
                 st.form_submit_button("Use this nickname", key="nick_submit", on_click=_take_typed_nickname)
                 error = st.session_state.pop("nick_error", None)
                 if error:

@@ -63,11 +63,17 @@ if data is not None:
     chart_column, text_column = st.columns([3, 2], gap="large")
     with chart_column:
         figure = go.Figure(
-            go.Bar(x=list(counts), y=list(counts.values()), text=list(counts.values()), textposition="outside",
-                   marker_color=["#2ca02c", "#ff7f0e", "#d62728"])
-        )  # fmt: skip
-        figure.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                             title="Recordings per class", yaxis_title="rows")  # fmt: skip
+            go.Bar(
+                x=list(counts),
+                y=list(counts.values()),
+                text=list(counts.values()),
+                textposition="outside",
+                marker_color=["#2ca02c", "#ff7f0e", "#d62728"],
+            )
+        )
+        figure.update_layout(
+            height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Recordings per class", yaxis_title="rows"
+        )
         st.plotly_chart(figure, key="home_class_counts")
     with text_column:
         st.metric("Rows", f"{data.rows:,}")
@@ -84,8 +90,10 @@ if server_dataset() is None:  # the server has no usable data set: each session 
     if held is None:
         st.warning(f"There is no usable data set on this server yet. {plain(dataset_problem() or '')}")
     else:
-        st.info(f"You are using your upload '{plain(held.name)}'. It is this browser session's data set only: other "
-                "users (and a new tab) do not see it, and nothing is saved on the server.")  # fmt: skip
+        st.info(
+            f"You are using your upload '{plain(held.name)}'. It is this browser session's data set only: other "
+            "users (and a new tab) do not see it, and nothing is saved on the server."
+        )
     st.write(
         "Upload **fetal_health.csv** (the Kaggle data set *fetal-health-classification*: 21 feature columns "
         "and the label column `fetal_health` with values 1, 2, 3). It is checked, then used for this browser "

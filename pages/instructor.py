@@ -95,30 +95,42 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
             if control == "hidden_layers":
                 fixed[control] = right.text_input(label, format_layers(value), key=f"instr_fixed_{control}")
             elif control == "optimizer":
-                fixed[control] = right.selectbox(label, OPTIMIZERS, index=OPTIMIZERS.index(value),
-                                                 key=f"instr_fixed_{control}")  # fmt: skip
+                fixed[control] = right.selectbox(
+                    label, OPTIMIZERS, index=OPTIMIZERS.index(value), key=f"instr_fixed_{control}"
+                )
             elif control in ("scheduler", "standardize"):
                 fixed[control] = right.toggle(label, bool(value), key=f"instr_fixed_{control}")
             elif control in ("learning_rate", "weight_decay"):
-                fixed[control] = right.number_input(label, value=float(value), min_value=0.0, format="%g",
-                                                    key=f"instr_fixed_{control}")  # fmt: skip
+                fixed[control] = right.number_input(
+                    label, value=float(value), min_value=0.0, format="%g", key=f"instr_fixed_{control}"
+                )
             else:
-                fixed[control] = right.number_input(label, value=int(value), min_value=0, step=1,
-                                                    key=f"instr_fixed_{control}")  # fmt: skip
+                fixed[control] = right.number_input(
+                    label, value=int(value), min_value=0, step=1, key=f"instr_fixed_{control}"
+                )
         st.markdown("**Allowed ranges** (for the controls students choose)")
         ranges = {}
-        for name, label, whole in (("layers", "hidden layers", True), ("units", "units per layer", True),
-                                   ("batch_size", "batch size", True), ("learning_rate", "learning rate", False),
-                                   ("weight_decay", "weight decay", False)):  # fmt: skip
+        for name, label, whole in (
+            ("layers", "hidden layers", True),
+            ("units", "units per layer", True),
+            ("batch_size", "batch size", True),
+            ("learning_rate", "learning rate", False),
+            ("weight_decay", "weight decay", False),
+        ):
             low, high = presets.range(name)
             left, right = st.columns(2)
             kind = {"step": 1} if whole else {"format": "%g"}
-            ranges[name] = (left.number_input(f"{label}: lowest", value=int(low) if whole else float(low),
-                                              key=f"instr_low_{name}", **kind),
-                            right.number_input(f"{label}: highest", value=int(high) if whole else float(high),
-                                               key=f"instr_high_{name}", **kind))  # fmt: skip
-        cap = st.number_input("Epochs cap (0: none)", value=int(presets.max_epochs or 0), min_value=0, step=1,
-                              key="instr_epochs_cap")  # fmt: skip
+            ranges[name] = (
+                left.number_input(
+                    f"{label}: lowest", value=int(low) if whole else float(low), key=f"instr_low_{name}", **kind
+                ),
+                right.number_input(
+                    f"{label}: highest", value=int(high) if whole else float(high), key=f"instr_high_{name}", **kind
+                ),
+            )
+        cap = st.number_input(
+            "Epochs cap (0: none)", value=int(presets.max_epochs or 0), min_value=0, step=1, key="instr_epochs_cap"
+        )
         if st.form_submit_button("Apply to every student", type="primary", key="instr_presets_save") and allowed():
             try:
                 kept = {c: v for c, v in fixed.items() if visibility[c] != "choose"}
@@ -128,8 +140,10 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
             except ConfigError as err:
                 st.error(plain(err))
             else:
-                saved(dataclasses.replace(lesson, presets=new.to_dict()), "Presets saved: every student's Part I "
-                      "applies them at its next page run.")  # fmt: skip
+                saved(
+                    dataclasses.replace(lesson, presets=new.to_dict()),
+                    "Presets saved: every student's Part I applies them at its next page run.",
+                )
     if st.button("Clear the presets (students choose everything)", key="instr_presets_clear") and allowed():
         saved(dataclasses.replace(lesson, presets={}), "Presets cleared.")
 
@@ -137,8 +151,11 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
 with st.expander("Class study (every student's Part II follows it)", expanded=True):
     names = [n for n in live.study_names(storage) if not n.endswith(HAND_SUFFIX) and n != control_study_name()]
     with st.form("instructor_class_study", border=False):
-        name = st.text_input("Study name (a new one, or one that exists)", value=lesson.class_study or
-                             f"{lesson.name} class study", key="instr_class_study_name")  # fmt: skip
+        name = st.text_input(
+            "Study name (a new one, or one that exists)",
+            value=lesson.class_study or f"{lesson.name} class study",
+            key="instr_class_study_name",
+        )
         epochs = st.number_input("Epochs per trial (for a new study)", 1, 10_000, 50, key="instr_class_epochs")
         if st.form_submit_button("Make it the class study", key="instr_class_study_start") and allowed():
             try:
@@ -147,8 +164,10 @@ with st.expander("Class study (every student's Part II follows it)", expanded=Tr
             except (ConfigError, ValueError) as err:
                 st.error(plain(err))
             else:
-                saved(dataclasses.replace(lesson, class_study=plan.study_name),
-                      f"Class study: {plan.study_name}. Part II selects it for every student.")  # fmt: skip
+                saved(
+                    dataclasses.replace(lesson, class_study=plan.study_name),
+                    f"Class study: {plan.study_name}. Part II selects it for every student.",
+                )
     st.caption("Existing studies: " + (", ".join(plain(n) for n in names) if names else "none"))
 
 # ---------------------------------------------------------------- lessons
@@ -164,8 +183,10 @@ with st.expander("Start a new lesson (the current one is archived: its runs stay
                 st.error(plain(err))
             else:
                 save_lesson(storage, dataclasses.replace(lesson, archived=True))
-                saved(Lesson(new_name, started=datetime.now(UTC).isoformat(timespec="seconds")),
-                      f"Lesson {new_name} started; {lesson.name} is archived.")  # fmt: skip
+                saved(
+                    Lesson(new_name, started=datetime.now(UTC).isoformat(timespec="seconds")),
+                    f"Lesson {new_name} started; {lesson.name} is archived.",
+                )
 
 # ---------------------------------------------------------------- remove a run
 with st.expander("Remove a run from the leaderboard"):
@@ -175,5 +196,7 @@ with st.expander("Remove a run from the leaderboard"):
         choices = {t.number: f"#{t.number} · {student(t)} · {t.value if t.value is not None else 0:.2f}%" for t in hand}
         number = st.selectbox("Run", list(choices)[::-1], format_func=lambda n: choices[n], key="instr_remove_run")
         if st.button("Remove this run", key="instr_remove", type="primary") and allowed():
-            saved(dataclasses.replace(lesson, removed=(*lesson.removed, int(number))),
-                  f"Run #{number} removed from the leaderboard (it stays in the storage).")  # fmt: skip
+            saved(
+                dataclasses.replace(lesson, removed=(*lesson.removed, int(number))),
+                f"Run #{number} removed from the leaderboard (it stays in the storage).",
+            )

@@ -34,9 +34,15 @@ def _board(url: str, fingerprint: tuple) -> dict:
     storage = configured_storage()
     lesson = current_lesson(storage)
     hand, machine = lesson_trials(storage, lesson)
-    return {"lesson": lesson.name, "class_study": lesson.class_study, "rows": leaderboard_rows(hand),
-            "figure": hand_vs_machine_figure(hand, machine), "findings": findings(hand, machine),
-            "runs": len(hand), "trials": len(machine)}  # fmt: skip
+    return {
+        "lesson": lesson.name,
+        "class_study": lesson.class_study,
+        "rows": leaderboard_rows(hand),
+        "figure": hand_vs_machine_figure(hand, machine),
+        "findings": findings(hand, machine),
+        "runs": len(hand),
+        "trials": len(machine),
+    }
 
 
 st.title("Leaderboard")
@@ -68,9 +74,14 @@ except Exception as err:  # the storage is busy or down: say so; the watcher red
     st.stop()
 st.session_state[DRAWN_KEY] = fingerprint
 with st.container(key="board_lesson"):
-    st.caption(f"Lesson: {plain(board['lesson'])} · {board['runs']} run(s) by hand · "
-               + (f"class study {plain(board['class_study'])}: {board['trials']} finished trial(s)"
-                  if board["class_study"] else "no class study yet"))  # fmt: skip
+    st.caption(
+        f"Lesson: {plain(board['lesson'])} · {board['runs']} run(s) by hand · "
+        + (
+            f"class study {plain(board['class_study'])}: {board['trials']} finished trial(s)"
+            if board["class_study"]
+            else "no class study yet"
+        )
+    )
 with st.container(key="board_table"):
     if board["rows"]:
         st.table(board["rows"], hide_index=True)  # static: cheap for the browser, text in the page

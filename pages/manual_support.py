@@ -49,12 +49,20 @@ def recover_interrupted_run() -> dict | None:
         return None
     history = live["history"]
     record = {
-        "config": live["config"], "history": history, "null_accuracy": live["null_accuracy"],
-        "final_val_accuracy": history[-1]["val_accuracy"], "best_val_accuracy": max(h["val_accuracy"] for h in history),
-        "balanced_accuracy": history[-1]["balanced_accuracy"], "confusion_matrix": None, "per_class_recall": {},
-        "stopped_early": True, "seconds": history[-1]["seconds"], "number": live["number"],
-        "label": f"Run {live['number']}", "waited_seconds": live["waited_seconds"],
-    }  # fmt: skip
+        "config": live["config"],
+        "history": history,
+        "null_accuracy": live["null_accuracy"],
+        "final_val_accuracy": history[-1]["val_accuracy"],
+        "best_val_accuracy": max(h["val_accuracy"] for h in history),
+        "balanced_accuracy": history[-1]["balanced_accuracy"],
+        "confusion_matrix": None,
+        "per_class_recall": {},
+        "stopped_early": True,
+        "seconds": history[-1]["seconds"],
+        "number": live["number"],
+        "label": f"Run {live['number']}",
+        "waited_seconds": live["waited_seconds"],
+    }
     _store(record)
     return record
 
@@ -85,8 +93,13 @@ def train_live(config: TrainConfig, data: Dataset, chart, status, stop_slot) -> 
     number = max((r["number"] for r in runs), default=0) + 1
     stop_slot.button("⏹ Stop", key="part1_stop", help="End this run now and keep what it trained so far.")
     run = pool.train(config, data)
-    live = {"config": config.to_dict(), "history": [], "number": number,
-            "null_accuracy": data.null_accuracy, "waited_seconds": 0.0}  # fmt: skip
+    live = {
+        "config": config.to_dict(),
+        "history": [],
+        "number": number,
+        "null_accuracy": data.null_accuracy,
+        "waited_seconds": 0.0,
+    }
     st.session_state[LIVE_KEY] = live
     interrupt: BaseException | None = None
     try:
@@ -147,8 +160,12 @@ def show_run(run: dict) -> None:
     )
     null = run["null_accuracy"]
     columns = st.columns(4)
-    columns[0].metric("Final accuracy", f"{run['final_val_accuracy']:.2f}%",
-                      f"{run['final_val_accuracy'] - null:+.2f} vs null", delta_color="normal")  # fmt: skip
+    columns[0].metric(
+        "Final accuracy",
+        f"{run['final_val_accuracy']:.2f}%",
+        f"{run['final_val_accuracy'] - null:+.2f} vs null",
+        delta_color="normal",
+    )
     columns[1].metric("Best accuracy", f"{run['best_val_accuracy']:.2f}%")
     columns[2].metric(
         "Balanced accuracy",
@@ -162,10 +179,12 @@ def show_run(run: dict) -> None:
     if run["confusion_matrix"] is not None:
         left.markdown("**Confusion matrix** (rows: true class, columns: predicted)")
         left.table(  # small static tables: cheaper for the browser than interactive dataframes
-            [{"true class": name} | {f"→ {p}": row[j] for j, p in enumerate(CLASS_NAMES)}
-             for name, row in zip(CLASS_NAMES, run["confusion_matrix"])],
+            [
+                {"true class": name} | {f"→ {p}": row[j] for j, p in enumerate(CLASS_NAMES)}
+                for name, row in zip(CLASS_NAMES, run["confusion_matrix"])
+            ],
             hide_index=True,
-        )  # fmt: skip
+        )
         right.markdown("**Recall per class** (share of each true class found)")
         right.table(
             [{"class": name, "recall %": f"{value:.1f}"} for name, value in run["per_class_recall"].items()],
@@ -174,10 +193,13 @@ def show_run(run: dict) -> None:
     else:
         left.caption("This run was interrupted before it could be evaluated in full; its curve is kept.")
     st.download_button(
-        "⬇️ Download as a runnable Python script", runnable_script(run),
-        file_name=f"{run['label'].lower().replace(' ', '_')}.py", mime="text/x-python",
-        key=f"part1_script_{run['number']}", on_click="ignore",
-    )  # fmt: skip
+        "⬇️ Download as a runnable Python script",
+        runnable_script(run),
+        file_name=f"{run['label'].lower().replace(' ', '_')}.py",
+        mime="text/x-python",
+        key=f"part1_script_{run['number']}",
+        on_click="ignore",
+    )
 
 
 def show_history(runs: list[dict]) -> None:
@@ -185,8 +207,10 @@ def show_history(runs: list[dict]) -> None:
     st.subheader(f"Run history ({len(runs)} run{'s' if len(runs) != 1 else ''} this session)")
     best = st.session_state.get(BEST_KEY)
     if best is not None:
-        st.caption(f"Best finished run: {best['label']} ({best['final_val_accuracy']:.2f}%); Part II compares "
-                   "Optuna's search against it.")  # fmt: skip
+        st.caption(
+            f"Best finished run: {best['label']} ({best['final_val_accuracy']:.2f}%); Part II compares "
+            "Optuna's search against it."
+        )
     st.dataframe(run_table(runs), hide_index=True, key="part1_history_table")
     st.plotly_chart(overlay_figure(runs), key="part1_overlay")
     if len(runs) < 2:
@@ -203,6 +227,8 @@ def show_history(runs: list[dict]) -> None:
     else:
         st.caption("Same settings.")
     delta = after["final_val_accuracy"] - before["final_val_accuracy"]
-    st.write(f"Final accuracy {before['final_val_accuracy']:.2f}% → {after['final_val_accuracy']:.2f}% "
-             f"({delta:+.2f} points); balanced {before['balanced_accuracy']:.2f}% → "
-             f"{after['balanced_accuracy']:.2f}%.")  # fmt: skip
+    st.write(
+        f"Final accuracy {before['final_val_accuracy']:.2f}% → {after['final_val_accuracy']:.2f}% "
+        f"({delta:+.2f} points); balanced {before['balanced_accuracy']:.2f}% → "
+        f"{after['balanced_accuracy']:.2f}%."
+    )

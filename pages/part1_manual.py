@@ -65,8 +65,13 @@ def widget_values(config: TrainConfig, exact: bool) -> dict:
 
 def forget_widgets() -> None:
     """Drop every settings widget's value: the next run fills them from the stored config (either mode)."""
-    for key in [*SHARED_WIDGETS.values(), *SLIDER_WIDGETS.values(), *EXACT_WIDGETS.values(), LAYER_COUNT_KEY,
-                *(width_key(i) for i in range(MAX_LAYERS))]:  # fmt: skip
+    for key in [
+        *SHARED_WIDGETS.values(),
+        *SLIDER_WIDGETS.values(),
+        *EXACT_WIDGETS.values(),
+        LAYER_COUNT_KEY,
+        *(width_key(i) for i in range(MAX_LAYERS)),
+    ]:
         st.session_state.pop(key, None)
 
 
@@ -143,16 +148,20 @@ def rate_grid(grid: tuple[float, ...], name: str, current: float) -> list[float]
 
 settings_column, chart_column = st.columns([1, 2], gap="large")
 exact = settings_column.toggle(
-    "Type exact values", key=EXACT_KEY, on_change=forget_widgets,
+    "Type exact values",
+    key=EXACT_KEY,
+    on_change=forget_widgets,
     help="Number boxes instead of sliders, for values a slider cannot hit. Switching keeps the last trained settings.",
-)  # fmt: skip
+)
 for key, value in widget_values(stored, exact).items():
     st.session_state.setdefault(key, value)
 fixed = [c for c in CONTROLS if presets.seen(c) == "fixed"]
 if fixed:
     with settings_column.container(key="part1_fixed"):
-        st.caption("Fixed for this lesson by your instructor: " + "; ".join(
-            f"{LABELS[c]} {plain(format_setting(c, presets.fixed_value(c)))}" for c in fixed))  # fmt: skip
+        st.caption(
+            "Fixed for this lesson by your instructor: "
+            + "; ".join(f"{LABELS[c]} {plain(format_setting(c, presets.fixed_value(c)))}" for c in fixed)
+        )
 values = {c: presets.fixed_value(c) for c in CONTROLS}  # fixed and hidden controls keep the lesson's values
 if not exact and choosable("hidden_layers"):
     layer_count = settings_column.slider("Number of hidden layers", *bounds("layers"), key=LAYER_COUNT_KEY)
@@ -164,64 +173,96 @@ with settings_column, st.form("part1_form", border=True):
     layers_text = format_layers(values["hidden_layers"])
     if choosable("hidden_layers") and exact:
         layers_text = st.text_input(
-            "Hidden layer widths", key=EXACT_WIDGETS["hidden_layers"],
+            "Hidden layer widths",
+            key=EXACT_WIDGETS["hidden_layers"],
             help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
-        )  # fmt: skip
+        )
     elif choosable("hidden_layers"):
-        widths = [st.slider(f"Units in hidden layer {i + 1}", *bounds("units"), key=width_key(i))
-                  for i in range(layer_count)]  # fmt: skip
+        widths = [
+            st.slider(f"Units in hidden layer {i + 1}", *bounds("units"), key=width_key(i)) for i in range(layer_count)
+        ]
         layers_text = format_layers(widths)
     if choosable("batch_size"):
         widget = st.number_input if exact else st.slider
         values["batch_size"] = widget(
-            "Batch size", *bounds("batch_size"), key=(EXACT_WIDGETS if exact else SLIDER_WIDGETS)["batch_size"],
+            "Batch size",
+            *bounds("batch_size"),
+            key=(EXACT_WIDGETS if exact else SLIDER_WIDGETS)["batch_size"],
             help="Rows per weight update (the training part has 1,700 rows).",
-        )  # fmt: skip
+        )
     if choosable("optimizer"):
-        values["optimizer"] = st.segmented_control("Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"],
-                                                   required=True)  # fmt: skip
-    for name, label, grid, hint in (("learning_rate", "Learning rate", LEARNING_RATES, "Step size of each update"),
-                                    ("weight_decay", "Weight decay", WEIGHT_DECAYS, "L2 penalty pulling weights to 0")):
+        values["optimizer"] = st.segmented_control(
+            "Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"], required=True
+        )
+    for name, label, grid, hint in (
+        ("learning_rate", "Learning rate", LEARNING_RATES, "Step size of each update"),
+        ("weight_decay", "Weight decay", WEIGHT_DECAYS, "L2 penalty pulling weights to 0"),
+    ):
         if not choosable(name):
             continue
         low, high = bounds(name, whole=False)
         if exact:
-            values[name] = st.number_input(label, low, high, step=None, format="%g", key=EXACT_WIDGETS[name],
-                                           help=f"{hint}: {format_rate(low)} to {format_rate(high)}.")  # fmt: skip
+            values[name] = st.number_input(
+                label,
+                low,
+                high,
+                step=None,
+                format="%g",
+                key=EXACT_WIDGETS[name],
+                help=f"{hint}: {format_rate(low)} to {format_rate(high)}.",
+            )
         else:
             values[name] = st.select_slider(
-                f"{label} (log scale)", rate_grid(grid, name, st.session_state[SLIDER_WIDGETS[name]]),
-                format_func=format_rate, key=SLIDER_WIDGETS[name],
+                f"{label} (log scale)",
+                rate_grid(grid, name, st.session_state[SLIDER_WIDGETS[name]]),
+                format_func=format_rate,
+                key=SLIDER_WIDGETS[name],
                 help=f"{hint}: {format_rate(low)} to {format_rate(high)}.",
-            )  # fmt: skip
+            )
     if choosable("scheduler"):
-        values["scheduler"] = st.toggle("Cosine learning-rate scheduler", key=SHARED_WIDGETS["scheduler"],
-                                        help="Lower the learning rate smoothly to 0 over the epochs.")  # fmt: skip
+        values["scheduler"] = st.toggle(
+            "Cosine learning-rate scheduler",
+            key=SHARED_WIDGETS["scheduler"],
+            help="Lower the learning rate smoothly to 0 over the epochs.",
+        )
     if choosable("standardize"):
         values["standardize"] = st.toggle(
-            "Standardise features", key=SHARED_WIDGETS["standardize"],
+            "Standardise features",
+            key=SHARED_WIDGETS["standardize"],
             help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
-        )  # fmt: skip
+        )
     if choosable("epochs") and exact:
         values["epochs"] = st.number_input("Epochs", *bounds("epochs"), step=1, key=EXACT_WIDGETS["epochs"])
     elif choosable("epochs"):
-        values["epochs"] = st.slider("Epochs", *bounds("epochs"), key=SLIDER_WIDGETS["epochs"],
-                                     help="Too coarse? Switch on 'Type exact values' above.")  # fmt: skip
+        values["epochs"] = st.slider(
+            "Epochs",
+            *bounds("epochs"),
+            key=SLIDER_WIDGETS["epochs"],
+            help="Too coarse? Switch on 'Type exact values' above.",
+        )
     if choosable("seed"):
-        values["seed"] = st.number_input("Seed", 0, 2**31 - 1, step=1, key=SHARED_WIDGETS["seed"],
-                                         help="Same settings and seed, same curve.")  # fmt: skip
+        values["seed"] = st.number_input(
+            "Seed", 0, 2**31 - 1, step=1, key=SHARED_WIDGETS["seed"], help="Same settings and seed, same curve."
+        )
     submitted = st.form_submit_button("▶ Train", type="primary", key="part1_train")
 epochs = values["epochs"]
 
 config = None
 if submitted:
     try:
-        config = presets.enforce(TrainConfig(
-            hidden_layers=parse_hidden_layers(layers_text), batch_size=int(values["batch_size"]),
-            optimizer=values["optimizer"], learning_rate=float(values["learning_rate"]),
-            weight_decay=float(values["weight_decay"]), scheduler=bool(values["scheduler"]),
-            epochs=int(values["epochs"]), seed=int(values["seed"]), standardize=bool(values["standardize"]),
-        ))  # fmt: skip
+        config = presets.enforce(
+            TrainConfig(
+                hidden_layers=parse_hidden_layers(layers_text),
+                batch_size=int(values["batch_size"]),
+                optimizer=values["optimizer"],
+                learning_rate=float(values["learning_rate"]),
+                weight_decay=float(values["weight_decay"]),
+                scheduler=bool(values["scheduler"]),
+                epochs=int(values["epochs"]),
+                seed=int(values["seed"]),
+                standardize=bool(values["standardize"]),
+            )
+        )
     except ConfigError as err:
         settings_column.error(plain(err))  # quotes what was typed
     else:

@@ -189,9 +189,13 @@ def setup_form(names: list[str]) -> None:
     elif "p2_sampler" not in state:  # widgets were reset (the student was on another page)
         prefill(state[keys.P2_CHOICE], names)
     st.selectbox(
-        "Study", options, key=keys.P2_CHOICE, on_change=on_choice_change, args=(names,),
+        "Study",
+        options,
+        key=keys.P2_CHOICE,
+        on_change=on_choice_change,
+        args=(names,),
         help="Pick an existing study to watch it live and continue it, or start a new one.",
-    )  # fmt: skip
+    )
     with st.form("p2_setup", border=True):
         st.text_input("Study name", key="p2_name", help="An existing name continues that study (load_if_exists).")
         left, right = st.columns(2)
@@ -199,9 +203,13 @@ def setup_form(names: list[str]) -> None:
             st.selectbox("Sampler", list(SAMPLERS), key="p2_sampler")
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in SAMPLERS.items()))
             st.number_input(
-                "Seed", int(limits.SEED.low), int(limits.SEED.high), step=1, key="p2_seed",
+                "Seed",
+                int(limits.SEED.low),
+                int(limits.SEED.high),
+                step=1,
+                key="p2_seed",
                 help="Same seed, same suggestions.",
-            )  # fmt: skip
+            )
             st.selectbox("Pruner", list(PRUNERS), key="p2_pruner")
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in PRUNERS.items()))
             st.number_input("Trials (total to reach)", 1, int(limits.TRIALS.high), step=1, key="p2_trials")
@@ -232,8 +240,9 @@ def setup_form(names: list[str]) -> None:
 
 @st.cache_resource(show_spinner=False, max_entries=32)
 def _history_chart(name: str, finished: tuple, manual_best: float | None, _trials: list):
-    return figures.history_figure(review.snapshot(_trials), [t for t in _trials if t.state == TrialState.PRUNED],
-                                  manual_best)  # fmt: skip
+    return figures.history_figure(
+        review.snapshot(_trials), [t for t in _trials if t.state == TrialState.PRUNED], manual_best
+    )
 
 
 def history_chart(name: str, trials: list, manual_best: float | None):

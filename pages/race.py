@@ -77,23 +77,34 @@ def setup() -> RacePlan | None:
     with left:
         name = st.text_input("Race name", value="lesson", key="race_name", max_chars=60)
         strategies = st.multiselect(
-            "Strategies", list(STRATEGY_NAMES), default=["tpe", "random", "grid"], key="race_strategies",
-            format_func=lambda s: STRATEGY_NAMES[s], help="\n\n".join(SAMPLERS.values()),
-        )  # fmt: skip
+            "Strategies",
+            list(STRATEGY_NAMES),
+            default=["tpe", "random", "grid"],
+            key="race_strategies",
+            format_func=lambda s: STRATEGY_NAMES[s],
+            help="\n\n".join(SAMPLERS.values()),
+        )
         pruning = st.multiselect("Pruning", list(PRUNING), default=["with median pruning"], key="race_pruning")
         reduced = st.toggle(
-            "Reduced search space (2 hidden layers, Adam, cosine schedule)", value=True, key="race_reduced",
+            "Reduced search space (2 hidden layers, Adam, cosine schedule)",
+            value=True,
+            key="race_reduced",
             help="Searches batch size, learning rate, weight decay and the two widths; grid needs it.",
-        )  # fmt: skip
+        )
     with right:
         trials = st.number_input("Trials per run", 1, 1000, 20, key="race_trials")
         epochs = st.number_input("Epochs per trial", 1, 500, 20, key="race_epochs")
         seeds = st.number_input("Repeats (seeds)", 1, 20, 3, key="race_seeds", help="Every run is repeated.")
     try:
         plan = RacePlan(
-            name=name, strategies=tuple(strategies), pruning=tuple(PRUNING[p] for p in pruning),
-            seeds=int(seeds), trials=int(trials), epochs=int(epochs), reduced=reduced,
-        )  # fmt: skip
+            name=name,
+            strategies=tuple(strategies),
+            pruning=tuple(PRUNING[p] for p in pruning),
+            seeds=int(seeds),
+            trials=int(trials),
+            epochs=int(epochs),
+            reduced=reduced,
+        )
     except ConfigError as err:
         st.error(plain(err))  # quotes the race name as typed
         return None
@@ -117,17 +128,36 @@ def band_figure(curves, x: str, title: str, x_title: str) -> go.Figure:
         curve = curve.dropna(subset=["median"])
         figure.add_trace(
             go.Scatter(
-                x=list(curve[x]) + list(curve[x])[::-1], y=list(curve.q3) + list(curve.q1)[::-1], fill="toself",
-                fillcolor=colour, opacity=0.18, line=dict(width=0), hoverinfo="skip", showlegend=False,
+                x=list(curve[x]) + list(curve[x])[::-1],
+                y=list(curve.q3) + list(curve.q1)[::-1],
+                fill="toself",
+                fillcolor=colour,
+                opacity=0.18,
+                line=dict(width=0),
+                hoverinfo="skip",
+                showlegend=False,
                 legendgroup=label,
             )
-        )  # fmt: skip
+        )
         figure.add_trace(
-            go.Scatter(x=curve[x], y=curve["median"], name=label, legendgroup=label, line=dict(color=colour),
-                       line_shape="hv", hovertemplate=f"{label}<br>{x_title} %{{x}}<br>best %{{y:.2f}}%<extra></extra>")
-        )  # fmt: skip
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title="best validation accuracy so far (%)",
-                         height=380, margin=dict(t=50, b=40), legend=dict(orientation="h", y=-0.2))  # fmt: skip
+            go.Scatter(
+                x=curve[x],
+                y=curve["median"],
+                name=label,
+                legendgroup=label,
+                line=dict(color=colour),
+                line_shape="hv",
+                hovertemplate=f"{label}<br>{x_title} %{{x}}<br>best %{{y:.2f}}%<extra></extra>",
+            )
+        )
+    figure.update_layout(
+        title=title,
+        xaxis_title=x_title,
+        yaxis_title="best validation accuracy so far (%)",
+        height=380,
+        margin=dict(t=50, b=40),
+        legend=dict(orientation="h", y=-0.2),
+    )
     return figure
 
 
@@ -147,16 +177,32 @@ def show_answer(analysis: RaceAnalysis) -> None:
     st.caption("Line: median over seeds; band: inter-quartile range (25th to 75th percentile) over seeds.")
     left, right = st.columns([2, 3])
     finals = analysis.runs.dropna(subset=["best"])
-    box = px.box(finals, x="label", y="best", points="all", hover_data=["seed", "trials", "epochs"],
-                 color="label", color_discrete_sequence=COLOURS, title="Final best per run")  # fmt: skip
+    box = px.box(
+        finals,
+        x="label",
+        y="best",
+        points="all",
+        hover_data=["seed", "trials", "epochs"],
+        color="label",
+        color_discrete_sequence=COLOURS,
+        title="Final best per run",
+    )
     box.update_layout(showlegend=False, xaxis_title="", yaxis_title="best validation accuracy (%)", height=420)
     left.plotly_chart(box, key="race_finals")
     samples = analysis.samples
     scatter = px.scatter(
-        samples, x="learning_rate", y="batch_size", color="value", symbol="state", facet_col="label",
-        facet_col_wrap=3, log_x=True, hover_data=["seed", "trial", "epochs"], color_continuous_scale="Viridis",
+        samples,
+        x="learning_rate",
+        y="batch_size",
+        color="value",
+        symbol="state",
+        facet_col="label",
+        facet_col_wrap=3,
+        log_x=True,
+        hover_data=["seed", "trial", "epochs"],
+        color_continuous_scale="Viridis",
         title="Where each strategy sampled (learning rate x batch size)",
-    )  # fmt: skip
+    )
     scatter.for_each_annotation(lambda a: a.update(text=a.text.split("=", 1)[-1]))
     scatter.update_layout(height=420, coloraxis_colorbar_title="val acc %")
     right.plotly_chart(scatter, key="race_samples")
@@ -185,8 +231,10 @@ def live(plan: RacePlan) -> None:
         )
         analysis = analyze_race(plan, storage)
         if not analysis.by_trial.empty:
-            st.plotly_chart(band_figure(analysis.by_trial, "trials", "Best so far vs trials (live)", "trials"),
-                            key="race_live_curve")  # fmt: skip
+            st.plotly_chart(
+                band_figure(analysis.by_trial, "trials", "Best so far vs trials (live)", "trials"),
+                key="race_live_curve",
+            )
 
 
 # ---------------------------------------------------------------- page
@@ -210,8 +258,9 @@ choice = st.selectbox("Race", [NEW_RACE, *races], key=keys.RACE_CHOICE, help="Ev
 
 if choice == NEW_RACE:
     new_plan = setup()
-    st.button("Start race", key="race_start", type="primary", disabled=new_plan is None, on_click=start,
-              args=(new_plan,))  # fmt: skip
+    st.button(
+        "Start race", key="race_start", type="primary", disabled=new_plan is None, on_click=start, args=(new_plan,)
+    )
     st.stop()
 
 plan = load_plan(choice, storage)
@@ -225,8 +274,14 @@ for worker in race_workers(plan.name):
     if worker.error:
         st.error(f"A race worker failed: {plain(worker.error)}")
 if is_running(plan.name):
-    st.button("Stop", key="race_stop", type="primary", on_click=stop, args=(plan.name,),
-              help="Stops both workers; the running trials are failed, finished ones stay. Resume later.")  # fmt: skip
+    st.button(
+        "Stop",
+        key="race_stop",
+        type="primary",
+        on_click=stop,
+        args=(plan.name,),
+        help="Stops both workers; the running trials are failed, finished ones stay. Resume later.",
+    )
     live(plan)
     st.stop()
 progress = race_progress(plan, storage)

@@ -223,19 +223,31 @@ def trials_section(view: StudyView, name: str) -> None:
     values = frame["value"].dropna()
     if len(values) and values.min() < values.max():
         low, high = right.slider(
-            "Value range", float(values.min()), float(values.max()),
-            (float(values.min()), float(values.max())), key="results_value_range",
-        )  # fmt: skip
+            "Value range",
+            float(values.min()),
+            float(values.max()),
+            (float(values.min()), float(values.max())),
+            key="results_value_range",
+        )
         shown = shown[shown["value"].isna() | shown["value"].between(low, high)]
     st.caption(f"{len(shown)} of {len(frame)} trials (click a column header to sort).")
-    st.dataframe(shown, hide_index=True, key="results_table", column_config={
-        "value": st.column_config.NumberColumn("value", format="%.2f"),
-        "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
-    })  # fmt: skip
+    st.dataframe(
+        shown,
+        hide_index=True,
+        key="results_table",
+        column_config={
+            "value": st.column_config.NumberColumn("value", format="%.2f"),
+            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.1f"),
+        },
+    )
     st.download_button(
-        "Download trials as CSV", shown.to_csv(index=False).encode(), file_name=f"{name}_trials.csv",
-        mime="text/csv", on_click="ignore", key="results_csv",
-    )  # fmt: skip
+        "Download trials as CSV",
+        shown.to_csv(index=False).encode(),
+        file_name=f"{name}_trials.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="results_csv",
+    )
     if shown.empty:
         return
     numbers = shown["number"].tolist()
@@ -278,8 +290,10 @@ def compare_section(url: str, storage, rows: list[review.StudyRow], current: str
     progress, distribution = figures.compare_figures(studies)
     st.info(plain(insights.compare_finding(curves)), icon="🔎")  # quotes study names
     st.plotly_chart(progress, key="plot_compare_best")
-    st.caption("**How to read this.** Each study's dots are its trials, its line the best found so far: the "
-               "study whose line rises higher and earlier found good settings with fewer trials.")  # fmt: skip
+    st.caption(
+        "**How to read this.** Each study's dots are its trials, its line the best found so far: the "
+        "study whose line rises higher and earlier found good settings with fewer trials."
+    )
     st.plotly_chart(distribution, key="plot_compare_edf")
     st.caption("**How to read this.** The curve further right (and lower) had more trials with high accuracy.")
 
@@ -319,9 +333,12 @@ live_review = st.fragment(run_every=LIVE_SECONDS)(review_study)
 def choose_storage():
     """(url, storage) of the lab's storage or of an uploaded study file; None when there is none."""
     source = st.segmented_control(
-        "Studies from", ["Lab storage", "Upload a study file"], default="Lab storage", key="results_source",
+        "Studies from",
+        ["Lab storage", "Upload a study file"],
+        default="Lab storage",
+        key="results_source",
         required=True,
-    )  # fmt: skip
+    )
     if source == "Lab storage":
         url = app_settings().storage_url
         try:
@@ -329,8 +346,9 @@ def choose_storage():
         except Exception as err:  # a misconfigured storage: say so, do not crash
             st.error(f"The configured study storage cannot be opened: {plain(err)}")
             return None
-    upload = st.file_uploader("Optuna study file (.sqlite3 / .db)", type=["sqlite3", "db", "sqlite"],
-                              key="results_upload")  # fmt: skip
+    upload = st.file_uploader(
+        "Optuna study file (.sqlite3 / .db)", type=["sqlite3", "db", "sqlite"], key="results_upload"
+    )
     if upload is None:
         st.caption(
             "The file is checked in a separate, limited process and copied; this page reads only the copy, "
@@ -345,16 +363,30 @@ def choose_storage():
 
 
 def study_table(rows: list[review.StudyRow]) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "study": r.name, "trials": r.trials, "complete": r.complete, "pruned": r.pruned, "failed": r.failed,
-        "running": r.running, "best": r.best_value, "started": r.started, "sampler": r.sampler or "–",
-        "pruner": r.pruner or "–",
-    } for r in rows])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "study": r.name,
+                "trials": r.trials,
+                "complete": r.complete,
+                "pruned": r.pruned,
+                "failed": r.failed,
+                "running": r.running,
+                "best": r.best_value,
+                "started": r.started,
+                "sampler": r.sampler or "–",
+                "pruner": r.pruner or "–",
+            }
+            for r in rows
+        ]
+    )
 
 
 st.title("Results")
-st.caption("Review any saved study, during or after its run: Optuna's plots with what to look for, the trials, "
-           "and comparisons between studies.")  # fmt: skip
+st.caption(
+    "Review any saved study, during or after its run: Optuna's plots with what to look for, the trials, "
+    "and comparisons between studies."
+)
 chosen_storage = choose_storage()
 if chosen_storage is not None:
     storage_url, storage = chosen_storage
@@ -369,8 +401,9 @@ if chosen_storage is not None:
         st.dataframe(study_table(rows), hide_index=True, key="results_studies")
         names = [r.name for r in rows]
         preferred = st.session_state.get(keys.RESULTS_STUDY)
-        name = st.selectbox("Study to review", names, index=names.index(preferred) if preferred in names else 0,
-                            key="results_pick")  # fmt: skip
+        name = st.selectbox(
+            "Study to review", names, index=names.index(preferred) if preferred in names else 0, key="results_pick"
+        )
         row = rows[names.index(name)]
         if row.objectives != 1:
             st.warning(

@@ -131,8 +131,6 @@ def trial_table(trials: list[FrozenTrial]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-
-
 def saved_space(user_attrs: dict) -> SearchSpace | None:
     """The search space a study was created with (``records.study_description``), if readable."""
     stored = records.study_description(user_attrs).search_space

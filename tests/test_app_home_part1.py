@@ -211,10 +211,24 @@ def test_a_busy_pool_queues_the_run_and_it_starts_once_a_worker_is_free(app_env,
 
 def test_an_interrupted_run_is_kept_as_stopped(app_env):
     at = part1()
-    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 70.0 + e, "balanced_accuracy": 40.0,
-                "seconds": 0.01 * e} for e in (1, 2, 3)]  # fmt: skip
-    at.session_state["part1_live_run"] = {"config": TrainConfig(epochs=400).to_dict(), "history": history,
-                                          "number": 1, "null_accuracy": 77.8, "waited_seconds": 0.0}  # fmt: skip
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1.0,
+            "val_loss": 1.0,
+            "val_accuracy": 70.0 + e,
+            "balanced_accuracy": 40.0,
+            "seconds": 0.01 * e,
+        }
+        for e in (1, 2, 3)
+    ]
+    at.session_state["part1_live_run"] = {
+        "config": TrainConfig(epochs=400).to_dict(),
+        "history": history,
+        "number": 1,
+        "null_accuracy": 77.8,
+        "waited_seconds": 0.0,
+    }
     at.run()
     [run] = at.session_state["manual_runs"]
     assert run["stopped_early"] and run["final_val_accuracy"] == 73.0 and run["best_val_accuracy"] == 73.0
@@ -247,10 +261,12 @@ def test_bad_upload_shows_its_error_and_a_good_upload_makes_the_data_available(m
     bad_cases = {
         "empty.csv": (b"", "empty"),
         "wrong.csv": (b"a,b\n1,2\n", "missing column"),
-        "text.csv": ((header + "\n" + first_row.replace(first_row.split(",")[0], "abc", 1) + "\n").encode(),
-                     "'abc' is not a number"),
+        "text.csv": (
+            (header + "\n" + first_row.replace(first_row.split(",")[0], "abc", 1) + "\n").encode(),
+            "'abc' is not a number",
+        ),
         "label.csv": (good.replace(b",1.0\n", b",7.0\n", 1), "labels must be 1"),
-    }  # fmt: skip
+    }
     for name, (content, expected) in bad_cases.items():
         upload_on_home(at, name, content)
         assert any(expected in shown(e.value) for e in at.error), (name, [e.value for e in at.error])
@@ -286,8 +302,10 @@ def test_an_upload_is_the_data_set_of_its_own_session_only(monkeypatch, tmp_path
     assert any("no usable data set on this server" in w.value for w in third.warning)
     rows = {at: next(m.value for m in at.metric if m.label == "Rows") for at in (first, second)}
     assert rows == {first: f"{dataset.rows:,}", second: f"{dataset.rows + 300:,}"}
-    for at, expected in ((first, dataset.null_accuracy), (second, 100 * (dataset.class_counts["normal"] + 300) /
-                                                                    (dataset.rows + 300))):  # fmt: skip
+    for at, expected in (
+        (first, dataset.null_accuracy),
+        (second, 100 * (dataset.class_counts["normal"] + 300) / (dataset.rows + 300)),
+    ):
         at.switch_page(PART1).run()
         at.slider(key="part1_epochs_slider").set_value(2)
         at.button(key="part1_train").click().run()
@@ -303,12 +321,21 @@ def test_hidden_layers_and_link_parsing():
     for text, message in (("", "at least one"), ("0", "use 1 to"), ("1,2,3,4,5,6,7,8,9", "9 layers")):
         with pytest.raises(ConfigError, match=message):
             parse_hidden_layers(text)
-    config = TrainConfig(hidden_layers=(7, 5, 3), optimizer="SGD", learning_rate=2e-5, weight_decay=0.0,
-                         scheduler=False, epochs=12, seed=3, standardize=True)  # fmt: skip
+    config = TrainConfig(
+        hidden_layers=(7, 5, 3),
+        optimizer="SGD",
+        learning_rate=2e-5,
+        weight_decay=0.0,
+        scheduler=False,
+        epochs=12,
+        seed=3,
+        standardize=True,
+    )
     assert config_from_query(config_to_query(config), TrainConfig()) == (config, [])
     assert [c["setting"] for c in config_changes(TrainConfig().to_dict(), config.to_dict())][:2] == [
-        "hidden layers", "optimiser"
-    ]  # fmt: skip
+        "hidden layers",
+        "optimiser",
+    ]
 
 
 # ---------------------------------------------------------------- the curve reading, on constructed curves
@@ -421,15 +448,28 @@ def test_real_training_shows_the_readings_the_lab_teaches(dataset):
     split = split_dataset(dataset, standardize=True)
     raw_split = split_dataset(dataset, standardize=False)
     # SGD with lr 1 on raw features overflows in the first epoch for every seed.
-    diverged = make_run_record(train(TrainConfig(optimizer="SGD", learning_rate=1.0, weight_decay=0.0,
-                                                 scheduler=False, epochs=5, seed=3), raw_split), 1)  # fmt: skip
+    diverged = make_run_record(
+        train(
+            TrainConfig(optimizer="SGD", learning_rate=1.0, weight_decay=0.0, scheduler=False, epochs=5, seed=3),
+            raw_split,
+        ),
+        1,
+    )
     assert says(diverged, "training loss overflowed"), read_curve(diverged)
     # Small steps stopped early: still rising at the end for every seed.
-    small_steps = TrainConfig(hidden_layers=(64, 32), learning_rate=1e-4, weight_decay=0.0, standardize=True,
-                              scheduler=False, epochs=40, seed=3)  # fmt: skip
+    small_steps = TrainConfig(
+        hidden_layers=(64, 32),
+        learning_rate=1e-4,
+        weight_decay=0.0,
+        standardize=True,
+        scheduler=False,
+        epochs=40,
+        seed=3,
+    )
     rising = make_run_record(train(small_steps, split), 2)
     assert says(rising, "more epochs"), read_curve(rising)
     # The good config: 87.3 % to 90.6 % and a steady curve for every seed; nothing to warn about.
-    steady = make_run_record(train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200,
-                                               seed=3), split), 3)  # fmt: skip
+    steady = make_run_record(
+        train(TrainConfig(learning_rate=1e-3, weight_decay=0.0, standardize=True, epochs=200, seed=3), split), 3
+    )
     assert [n.split(" (")[0] for n in read_curve(steady)] == ["The model learned well beyond the null accuracy"]

@@ -74,15 +74,20 @@ def lab(tmp_path_factory) -> str:
     build_study(url, "random_study", synthetic_trials(12, seed=6), {"sampler": "random", "pruner": "none"})
     plain_study(url)
     optuna.create_study(storage=url, study_name="empty_study", direction="maximize")
-    dist = {"learning_rate": FloatDistribution(1e-5, 1e-1, log=True), "batch_size": IntDistribution(8, 128),
-            "optimizer": CategoricalDistribution(["SGD", "Adam"])}  # fmt: skip
+    dist = {
+        "learning_rate": FloatDistribution(1e-5, 1e-1, log=True),
+        "batch_size": IntDistribution(8, 128),
+        "optimizer": CategoricalDistribution(["SGD", "Adam"]),
+    }
     params = {"learning_rate": 1e-3, "batch_size": 32, "optimizer": "Adam"}
     failed = optuna.create_study(storage=url, study_name="failed_study", direction="maximize")
     curve = {1: 70.0, 2: 71.0}
-    failed.add_trials([
-        create_trial(state=TrialState.PRUNED, params=params, distributions=dist, intermediate_values=curve),
-        create_trial(state=TrialState.FAIL, params=params, distributions=dist),
-    ])  # fmt: skip
+    failed.add_trials(
+        [
+            create_trial(state=TrialState.PRUNED, params=params, distributions=dist, intermediate_values=curve),
+            create_trial(state=TrialState.FAIL, params=params, distributions=dist),
+        ]
+    )
     return url
 
 
@@ -91,8 +96,16 @@ def test_normal_study_shows_every_plot_explained(monkeypatch, data_path, lab):
     assert at.selectbox(key="results_pick").value == "tpe_study"
     assert len(at.get("plotly_chart")) == 8
     subheaders = [s.value for s in at.subheader]
-    for title in ("Optimisation history", "Intermediate values", "Slice plot", "Hyperparameter importances",
-                  "Parallel coordinates", "Contour", "Empirical distribution", "Timeline"):  # fmt: skip
+    for title in (
+        "Optimisation history",
+        "Intermediate values",
+        "Slice plot",
+        "Hyperparameter importances",
+        "Parallel coordinates",
+        "Contour",
+        "Empirical distribution",
+        "Timeline",
+    ):
         assert any(s.startswith(title) for s in subheaders), title
     assert texts(at.caption).count("How to read this") >= 8
     findings = texts(at.info)
@@ -212,7 +225,9 @@ def test_uploaded_study_file_opens_read_only(monkeypatch, data_path, tmp_path, l
 def test_a_new_upload_replaces_the_previous_copy_and_a_hostile_file_is_refused(monkeypatch, data_path, tmp_path, lab):
     at = open_results(monkeypatch, data_path, f"sqlite:///{tmp_path}/none.sqlite3")
     at.segmented_control(key="results_source").set_value("Upload a study file").run()
-    at.file_uploader(key="results_upload").upload("lab.sqlite3", Path(lab.removeprefix("sqlite:///")).read_bytes()).run()
+    at.file_uploader(key="results_upload").upload(
+        "lab.sqlite3", Path(lab.removeprefix("sqlite:///")).read_bytes()
+    ).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     copy = Path(at.session_state["results_upload_copy"][1].removeprefix("sqlite:///"))
     assert copy.exists() and len(at.selectbox(key="results_pick").options) == 5

@@ -111,17 +111,27 @@ def build_hostile_study(url: str, name: str, param: str, choice: str) -> None:
         value = 90.0 - i / 10 if i in (6, 9) else 80.0 + 3 * math.sin(i)
         study.add_trial(
             create_trial(
-                state=TrialState.COMPLETE, value=value, distributions=distributions,
-                params={"learning_rate": 10 ** (-4 + 3 * i / 11), "optimizer": choice if i % 3 == 0 else "Adam",
-                        param: i / 11},
-                intermediate_values={e: value - 5 + e for e in range(1, 6)}, user_attrs={"note": name},
+                state=TrialState.COMPLETE,
+                value=value,
+                distributions=distributions,
+                params={
+                    "learning_rate": 10 ** (-4 + 3 * i / 11),
+                    "optimizer": choice if i % 3 == 0 else "Adam",
+                    param: i / 11,
+                },
+                intermediate_values={e: value - 5 + e for e in range(1, 6)},
+                user_attrs={"note": name},
             )
-        )  # fmt: skip
+        )
     plain = optuna.create_study(storage=url, study_name="Fetal_Health_Study", direction="maximize")
     for i in range(4):
         plain.add_trial(
-            create_trial(state=TrialState.COMPLETE, value=70.0 + i, distributions=distributions,
-                         params={"learning_rate": 1e-3, "optimizer": "Adam", param: i / 4})  # fmt: skip
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=70.0 + i,
+                distributions=distributions,
+                params={"learning_rate": 1e-3, "optimizer": "Adam", param: i / 4},
+            )
         )
 
 

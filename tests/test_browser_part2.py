@@ -152,8 +152,10 @@ def test_live_study_stop_continue_and_page_switch(streamlit_server, chromium, ar
     page.locator("[data-testid=stSidebarNav] a[href$='part2_study']").click()
     wait_until(
         lambda: page.locator(".st-key-p2_start button").count() and "10 of 10" in snapshot(page)["progress"],
-        "the continued study to finish its 10 trials", timeout=900, interval=1,
-    )  # fmt: skip
+        "the continued study to finish its 10 trials",
+        timeout=900,
+        interval=1,
+    )
     page.screenshot(path=str(artifacts / "part2_continued.png"), full_page=True)
     trials = trials_in(storage_url, "live_study")
     states = [t.state for t in trials]
@@ -182,21 +184,46 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
     # The instructor shares a study name; the page follows it before this worker has added a trial. Another
     # worker's trial was pruned after 3 epochs: it must be drawn dashed and cut short.
     study = optuna.create_study(storage=open_storage(storage_url), study_name="cli_study", direction="maximize")
-    study.add_trial(create_trial(state=TrialState.PRUNED, params={"layer_0": 16},
-                                 distributions={"layer_0": IntDistribution(8, 32)},
-                                 intermediate_values={1: 70.0, 2: 72.5, 3: 71.0}))  # fmt: skip
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params={"layer_0": 16},
+            distributions={"layer_0": IntDistribution(8, 32)},
+            intermediate_values={1: 70.0, 2: 72.5, 3: 71.0},
+        )
+    )
     page.reload()
     wait_idle(page)
     choose(page, "p2_choice", "cli_study")
     page.wait_for_selector(".st-key-p2_table")
-    shot = wait_until(lambda: (s := snapshot(page))["progress"].startswith("1 of") and s["traces"] and s,
-                      "the followed study's progress and curves")  # fmt: skip
+    shot = wait_until(
+        lambda: (s := snapshot(page))["progress"].startswith("1 of") and s["traces"] and s,
+        "the followed study's progress and curves",
+    )
     assert shot["traces"] == [["trial 0 (pruned)", 3, "dash"]], shot
     cli = subprocess.Popen(
-        [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", "cli_study",
-         "--trials", "6", "--epochs", "100", "--pruner", "none", "--data", str(data_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fetal_core",
+            "study",
+            "--storage",
+            storage_url,
+            "--study-name",
+            "cli_study",
+            "--trials",
+            "6",
+            "--epochs",
+            "100",
+            "--pruner",
+            "none",
+            "--data",
+            str(data_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         rows_seen = []
 
@@ -233,8 +260,10 @@ def test_closing_the_tab_stops_the_sessions_study(streamlit_server, chromium, tm
     set_number(page, "p2_epochs", 200)
     page.locator(".st-key-p2_start button").first.click()
     page.wait_for_selector(".st-key-p2_stop button")
-    wait_until(lambda: any(t.state == TrialState.RUNNING for t in trials_in(storage_url, "closed_tab")),
-               "the study's first trial")  # fmt: skip
+    wait_until(
+        lambda: any(t.state == TrialState.RUNNING for t in trials_in(storage_url, "closed_tab")),
+        "the study's first trial",
+    )
     page.close()
     closed = time.monotonic()
     # Nobody renews the lease any more: the worker stops ~30 s later, failing its running trial.

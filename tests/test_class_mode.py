@@ -69,8 +69,14 @@ def test_plain_nicknames_are_accepted():
 
 def nickname_box() -> AppTest:
     """The sidebar's nickname box alone (AppTest loses an st.navigation app's sidebar after its first run)."""
-    script = "\n".join(["import sys", f"sys.path.insert(0, {str(ROOT)!r})",
-                         "from pages.class_mode import nickname_sidebar", "nickname_sidebar()"])  # fmt: skip
+    script = "\n".join(
+        [
+            "import sys",
+            f"sys.path.insert(0, {str(ROOT)!r})",
+            "from pages.class_mode import nickname_sidebar",
+            "nickname_sidebar()",
+        ]
+    )
     return AppTest.from_string(script, default_timeout=60).run()
 
 
@@ -115,14 +121,42 @@ def test_a_hostile_nickname_is_refused_with_one_error_in_the_form_and_in_the_url
 
 
 def constructed_record(stopped: bool = False, accuracy=(80.0, 85.0, 88.0), label: str = "Run 1") -> dict:
-    config = TrainConfig(hidden_layers=(32, 16, 8), batch_size=64, optimizer="RMSprop", learning_rate=3e-4,
-                         weight_decay=1e-4, scheduler=False, epochs=5 if stopped else 3, seed=7)  # fmt: skip
-    history = [{"epoch": e + 1, "train_loss": 1.0 / (e + 1), "val_loss": 0.5, "val_accuracy": a,
-                "balanced_accuracy": 60.0, "seconds": 0.1 * (e + 1)} for e, a in enumerate(accuracy)]  # fmt: skip
-    return {"config": config.to_dict(), "history": history, "final_val_accuracy": accuracy[-1],
-            "best_val_accuracy": max(accuracy), "balanced_accuracy": 60.0, "confusion_matrix": None,
-            "per_class_recall": {}, "stopped_early": stopped, "seconds": 0.3, "null_accuracy": 77.8,
-            "number": 1, "label": label, "waited_seconds": 0.0}  # fmt: skip
+    config = TrainConfig(
+        hidden_layers=(32, 16, 8),
+        batch_size=64,
+        optimizer="RMSprop",
+        learning_rate=3e-4,
+        weight_decay=1e-4,
+        scheduler=False,
+        epochs=5 if stopped else 3,
+        seed=7,
+    )
+    history = [
+        {
+            "epoch": e + 1,
+            "train_loss": 1.0 / (e + 1),
+            "val_loss": 0.5,
+            "val_accuracy": a,
+            "balanced_accuracy": 60.0,
+            "seconds": 0.1 * (e + 1),
+        }
+        for e, a in enumerate(accuracy)
+    ]
+    return {
+        "config": config.to_dict(),
+        "history": history,
+        "final_val_accuracy": accuracy[-1],
+        "best_val_accuracy": max(accuracy),
+        "balanced_accuracy": 60.0,
+        "confusion_matrix": None,
+        "per_class_recall": {},
+        "stopped_early": stopped,
+        "seconds": 0.3,
+        "null_accuracy": 77.8,
+        "number": 1,
+        "label": label,
+        "waited_seconds": 0.0,
+    }
 
 
 def test_a_run_is_a_trial_in_the_search_space_names_with_its_curve_and_who_ran_it(sqlite_url):
@@ -134,10 +168,15 @@ def test_a_run_is_a_trial_in_the_search_space_names_with_its_curve_and_who_ran_i
 
     finished, stopped = optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage).trials
     assert (finished.state, finished.value, stopped.state, stopped.value) == (
-        TrialState.COMPLETE, 88.0, TrialState.PRUNED, 75.0
-    )  # fmt: skip
-    assert finished.intermediate_values == {1: 80.0, 2: 85.0, 3: 88.0} and stopped.intermediate_values == {1: 70.0,
-                                                                                                            2: 75.0}
+        TrialState.COMPLETE,
+        88.0,
+        TrialState.PRUNED,
+        75.0,
+    )
+    assert finished.intermediate_values == {1: 80.0, 2: 85.0, 3: 88.0} and stopped.intermediate_values == {
+        1: 70.0,
+        2: 75.0,
+    }
     assert finished.user_attrs["nickname"] == "Ada" and stopped.user_attrs["nickname"] == "Bob"
     assert not finished.user_attrs["stopped_early"] and stopped.user_attrs["stopped_early"]
     assert datetime.fromisoformat(finished.user_attrs["recorded"])
@@ -158,10 +197,24 @@ def test_every_finished_or_stopped_part1_run_lands_in_the_lesson_study(app_env, 
     at.slider(key="part1_epochs_slider").set_value(3)
     at.button(key="part1_train").click().run()
     assert not at.exception, at.exception
-    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "val_accuracy": 70.0 + e, "balanced_accuracy": 40.0,
-                "seconds": 0.01 * e} for e in (1, 2)]  # fmt: skip
-    at.session_state["part1_live_run"] = {"config": TrainConfig(epochs=400).to_dict(), "history": history,
-                                          "number": 2, "null_accuracy": 77.8, "waited_seconds": 0.0}  # fmt: skip
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 1.0,
+            "val_loss": 1.0,
+            "val_accuracy": 70.0 + e,
+            "balanced_accuracy": 40.0,
+            "seconds": 0.01 * e,
+        }
+        for e in (1, 2)
+    ]
+    at.session_state["part1_live_run"] = {
+        "config": TrainConfig(epochs=400).to_dict(),
+        "history": history,
+        "number": 2,
+        "null_accuracy": 77.8,
+        "waited_seconds": 0.0,
+    }
     at.run()  # a run whose script was interrupted mid-training: kept as stopped, and recorded as such
     assert not at.exception, at.exception
 
@@ -217,8 +270,13 @@ def test_findings_name_what_the_top_runs_share_and_what_nobody_tried(sqlite_url)
     hand, machine = lesson_trials(storage, lesson)
     notes = findings(hand, machine)
     assert "3 of the top 3 runs share optimiser = RMSprop (3 of all 3 finished runs)." in notes
-    assert any(n.startswith("Never tried by the class: the SGD optimiser; the Adam optimiser; the cosine scheduler "
-                            "on; standardised features; a learning rate in [1e-5, 1e-4)") for n in notes)  # fmt: skip
+    assert any(
+        n.startswith(
+            "Never tried by the class: the SGD optimiser; the Adam optimiser; the cosine scheduler "
+            "on; standardised features; a learning rate in [1e-5, 1e-4)"
+        )
+        for n in notes
+    )
     assert not any("3 hidden layers" in n for n in notes)  # the runs used 3 layers
 
 
@@ -310,8 +368,10 @@ def test_presets_refuse_what_the_widgets_would_not_offer():
     presets = Presets({"optimizer": "fixed"}, {"optimizer": "SGD"}, {"batch_size": (8, 64)}, 30)
     config = presets.enforce(TrainConfig(batch_size=32, epochs=30, optimizer="Adam"))
     assert config.optimizer == "SGD"  # a fixed control is set whatever the session sent
-    for tampered, message in ((TrainConfig(batch_size=100, epochs=10), "batch size: 100 is outside"),
-                              (TrainConfig(batch_size=16, epochs=31), "epochs: 31 is outside")):  # fmt: skip
+    for tampered, message in (
+        (TrainConfig(batch_size=100, epochs=10), "batch size: 100 is outside"),
+        (TrainConfig(batch_size=16, epochs=31), "epochs: 31 is outside"),
+    ):
         with pytest.raises(ConfigError, match=message):
             presets.enforce(tampered)
     with pytest.raises(ConfigError):

@@ -27,9 +27,13 @@ def run_cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.Co
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FETAL_HPO_")}
     environment.update(env or {})
     return subprocess.run(
-        [sys.executable, "-m", "fetal_core", *args], cwd=ROOT, env=environment, capture_output=True, text=True,
+        [sys.executable, "-m", "fetal_core", *args],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
         timeout=180,
-    )  # fmt: skip
+    )
 
 
 def strict_json(text: str) -> dict:
@@ -109,9 +113,16 @@ def test_train_json_with_the_notebooks_defaults(runs):
     out = strict_json(result.stdout)
     assert {"config", "history", "final_val_accuracy", "null_accuracy", "seconds"} <= set(out)
     assert out["config"] == {
-        "hidden_layers": [15, 10], "batch_size": 100, "optimizer": "Adam", "learning_rate": 1.0,
-        "weight_decay": 1.0, "scheduler": True, "epochs": 50, "seed": 42, "standardize": False,
-    }  # fmt: skip
+        "hidden_layers": [15, 10],
+        "batch_size": 100,
+        "optimizer": "Adam",
+        "learning_rate": 1.0,
+        "weight_decay": 1.0,
+        "scheduler": True,
+        "epochs": 50,
+        "seed": 42,
+        "standardize": False,
+    }
     history = out["history"]
     assert [epoch["epoch"] for epoch in history] == list(range(1, 51))
     for epoch in history:
@@ -129,9 +140,16 @@ def test_train_flags_reach_the_config(runs):
     assert result.returncode == 0, result.stderr
     out = strict_json(result.stdout)
     assert out["config"] == {
-        "hidden_layers": [32, 16, 8], "batch_size": 32, "optimizer": "SGD", "learning_rate": 0.01,
-        "weight_decay": 0.0, "scheduler": False, "epochs": 3, "seed": 5, "standardize": True,
-    }  # fmt: skip
+        "hidden_layers": [32, 16, 8],
+        "batch_size": 32,
+        "optimizer": "SGD",
+        "learning_rate": 0.01,
+        "weight_decay": 0.0,
+        "scheduler": False,
+        "epochs": 3,
+        "seed": 5,
+        "standardize": True,
+    }
     assert len(out["history"]) == 3
 
 
@@ -185,9 +203,13 @@ def test_a_reader_that_leaves_early_gets_no_traceback():
     # `python -m fetal_core train --json | head -c 20`: the pipe closes before the CLI writes.
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FETAL_HPO_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "fetal_core", "train", "--epochs", "2", "--json"], cwd=ROOT, env=environment,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "fetal_core", "train", "--epochs", "2", "--json"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     process.stdout.close()
     stderr = process.stderr.read()
     assert process.wait(timeout=180) == 1  # the broken pipe was met, and answered with a plain exit code

@@ -179,9 +179,15 @@ def test_two_sessions_starting_the_same_study_share_one_target(tmp_path, dataset
     url = f"sqlite:///{tmp_path}/shared.sqlite3"
     storage = open_storage(url)
     plan = StudyPlan(
-        storage_url=url, study_name="same name", trials=3, sampler="random", pruner="none", epochs=2,
-        space=SearchSpace(depth=2, max_units=16), shared_target=True,
-    )  # fmt: skip
+        storage_url=url,
+        study_name="same name",
+        trials=3,
+        sampler="random",
+        pruner="none",
+        epochs=2,
+        space=SearchSpace(depth=2, max_units=16),
+        shared_target=True,
+    )
     records.set_target_trials(open_study(plan, storage), 3)
     errors: list[BaseException] = []
 
@@ -217,10 +223,27 @@ def test_the_page_following_a_study_fails_the_trial_of_a_killed_cli_worker(monke
     url = f"sqlite:///{tmp_path}/class.sqlite3"
     env = {**os.environ, "FETAL_HPO_HEARTBEAT": "1", "FETAL_HPO_DATA": str(data_path)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "fetal_core", "study", "--storage", url, "--study-name", "killed", "--trials", "1",
-         "--epochs", "10000", "--pruner", "none"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "fetal_core",
+            "study",
+            "--storage",
+            url,
+            "--study-name",
+            "killed",
+            "--trials",
+            "1",
+            "--epochs",
+            "10000",
+            "--pruner",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         running = []

@@ -99,7 +99,7 @@ def test_a_run_whose_lease_is_not_renewed_frees_its_worker(dataset) -> None:
 def test_a_stopped_study_leaves_no_running_trial_and_keeps_finished_ones(pool, dataset, sqlite_url) -> None:
     plan = StudyPlan(sqlite_url, "stopped", trials=500, epochs=40, pruner="none", space=SMALL)
     job = pool.run_studies(plan, dataset)
-    wait_until(lambda: (renewed(job) and count("stopped", sqlite_url) >= 2), "two finished trials", timeout=300)
+    wait_until(lambda: renewed(job) and count("stopped", sqlite_url) >= 2, "two finished trials", timeout=300)
     job.stop(timeout=60)
     assert not job.alive() and job.error is None
     after = [t.state for t in trials_of("stopped", sqlite_url)]
@@ -159,9 +159,7 @@ def test_sessions_share_a_busy_pool_fairly(dataset, sqlite_url) -> None:
             pool.wait(first, 0.2)
     finally:
         pool.close()
-    starts = sorted(
-        (t.datetime_start, name) for name in ("first", "second") for t in trials_of(name, sqlite_url)
-    )
+    starts = sorted((t.datetime_start, name) for name in ("first", "second") for t in trials_of(name, sqlite_url))
     order = "".join(name[0] for _, name in starts)
     assert order.count("f") == 6 and order.count("s") == 6
     assert "ff" not in order[1:] and "ss" not in order[:-1], order  # they take turns: f s f s ...
@@ -274,10 +272,28 @@ def test_the_cli_trains_every_trial_on_the_cluster_it_is_pointed_at(tmp_path, da
     try:
         env = dict(os.environ, FETAL_HPO_SCHEDULER=f"tcp://127.0.0.1:{port}", FETAL_HPO_DATA=str(data_path))
         done = subprocess.run(
-            [sys.executable, "-m", "fetal_core", "study", "--storage", url, "--study-name", name,
-             "--trials", "3", "--epochs", "3", "--depth", "2"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "fetal_core",
+                "study",
+                "--storage",
+                url,
+                "--study-name",
+                name,
+                "--trials",
+                "3",
+                "--epochs",
+                "3",
+                "--depth",
+                "2",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     finally:
         stop(worker)
         stop(scheduler)

@@ -109,9 +109,7 @@ def test_a_race_advances_all_its_runs_together_on_the_pool(sqlite_url, dataset, 
     assert race_progress(plan, storage).complete
     assert max(spreads) <= 2  # (one run may have started its next trial while another's is being created)
     starts = sorted(
-        (t.datetime_start, run.label)
-        for run in plan.runs()
-        for t in stored_trials(storage, run.study_name("together"))
+        (t.datetime_start, run.label) for run in plan.runs() for t in stored_trials(storage, run.study_name("together"))
     )
     first_round = {label for _, label in starts[: len(plan.runs())]}
     assert first_round == {run.label for run in plan.runs()}, "a run got a second trial before others got one"
@@ -193,8 +191,24 @@ def test_tiny_race_summary_matches_the_stored_numbers(tiny_race) -> None:
 def test_cli_race_reads_a_finished_race_and_rejects_other_settings(tiny_race, capsys, monkeypatch) -> None:
     url, storage, plan = tiny_race
     monkeypatch.setattr("fetal_core.search.train", lambda *a, **k: pytest.fail("the CLI retrained"))
-    args = ["race", "--name", "tiny", "--strategies", "tpe", "random", "--pruning", "on", "--seeds", "2",
-            "--trials", "4", "--epochs", "3", "--storage", url]  # fmt: skip
+    args = [
+        "race",
+        "--name",
+        "tiny",
+        "--strategies",
+        "tpe",
+        "random",
+        "--pruning",
+        "on",
+        "--seeds",
+        "2",
+        "--trials",
+        "4",
+        "--epochs",
+        "3",
+        "--storage",
+        url,
+    ]
     assert main([*args, "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["table"] == json.loads(json.dumps(table_rows(analyze_race(plan, storage))))

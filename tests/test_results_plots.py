@@ -126,7 +126,11 @@ def test_one_palette_for_every_trial_state_in_every_figure():
     for shown in (trials, trials[:30] + [failed, running]):  # one trace per state, then one per trial
         traces = intermediate_figure(shown).data
         assert {next(s for s in STATE_COLOURS if s.lower() in t.name) for t in traces} == {
-            "COMPLETE", "PRUNED", "FAIL", "RUNNING"}  # fmt: skip
+            "COMPLETE",
+            "PRUNED",
+            "FAIL",
+            "RUNNING",
+        }
         for trace in traces:
             state = next(s for s in STATE_COLOURS if s.lower() in trace.name)
             if "lines" in trace.mode:
@@ -139,8 +143,10 @@ def test_one_palette_for_every_trial_state_in_every_figure():
     assert bars == {state: STATE_COLOURS[state] for state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}, bars
     history = history_figure(review.snapshot(trials), pruned=[t for t in trials if t.state == TrialState.PRUNED])
     markers = {t.name: t.marker.color for t in history.data if t.mode == "markers" and t.x is not None and len(t.x)}
-    assert markers == {"Accuracy (%)": STATE_COLOURS["COMPLETE"],
-                       "pruned (last epoch reached)": STATE_COLOURS["PRUNED"]}  # fmt: skip
+    assert markers == {
+        "Accuracy (%)": STATE_COLOURS["COMPLETE"],
+        "pruned (last epoch reached)": STATE_COLOURS["PRUNED"],
+    }
 
 
 def test_a_big_study_draws_its_best_lines_and_a_spread_of_the_rest_on_the_full_colour_range():
@@ -155,8 +161,10 @@ def test_a_big_study_draws_its_best_lines_and_a_spread_of_the_rest_on_the_full_c
     assert {t.number for t in ranked[:PARALLEL_BEST]} | {ranked[-1].number} <= {t.number for t in shown}
     ours = parallel_figure(review.snapshot(trials))
     theirs = optuna.visualization.plot_parallel_coordinate(review.snapshot(trials), target_name="Accuracy (%)")
-    assert (ours.data[-1].marker.cmin, ours.data[-1].marker.cmax) == (theirs.data[-1].marker.cmin,
-                                                                       theirs.data[-1].marker.cmax)  # fmt: skip
+    assert (ours.data[-1].marker.cmin, ours.data[-1].marker.cmax) == (
+        theirs.data[-1].marker.cmin,
+        theirs.data[-1].marker.cmax,
+    )
     drawn = sum(len(segments(t.x, t.y, t.customdata)) for t in ours.data[:-1])
     assert drawn == PARALLEL_LINES and f"of {len(complete)} completed trials" in ours.layout.title.text
     assert lines_shown(complete[:PARALLEL_LINES]) == complete[:PARALLEL_LINES]  # a smaller study: every line
@@ -179,4 +187,5 @@ def test_a_big_study_s_curves_keep_every_nth_epoch_and_each_trial_s_last():
         every = sorted(trial.intermediate_values.items())
         assert points[0] == (every[0][0], round(every[0][1], 5)) and points[-1][0] == every[-1][0]  # first, last
         assert set(points) <= {(float(e), round(float(np.float32(v)), 5)) for e, v in every} and set(hover) == {
-            trial.number}  # fmt: skip
+            trial.number
+        }

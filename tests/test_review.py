@@ -148,19 +148,34 @@ def test_fast_trial_loader_equals_optunas_get_all_trials(rdb_url_and_prefix, awa
     """The plain-SQL reader of an RDB storage returns exactly Optuna's trials: every state, infinite and NaN
     values, categorical params, user and system attrs, missing times, several objectives; SQLite and PostgreSQL."""
     url, prefix = rdb_url_and_prefix
-    space = {"lr": FloatDistribution(1e-5, 1e-1, log=True), "width": IntDistribution(8, 256, step=8),
-             "choice": CategoricalDistribution(["SGD", None, True, 2.5])}  # fmt: skip
+    space = {
+        "lr": FloatDistribution(1e-5, 1e-1, log=True),
+        "width": IntDistribution(8, 256, step=8),
+        "choice": CategoricalDistribution(["SGD", None, True, 2.5]),
+    }
     study = optuna.create_study(storage=url, study_name=f"{prefix}every_kind", direction="maximize")
     study.add_trials(synthetic_trials(6, seed=2))
-    study.add_trial(create_trial(
-        state=TrialState.COMPLETE, value=float("inf"), params={"lr": 1e-3, "width": 64, "choice": None},
-        distributions=space, user_attrs={"note": "é ✓", "nested": {"a": [1, 2.5, None]}},
-        intermediate_values={0: float("nan"), 1: float("inf"), 2: float("-inf"), 5: 81.5},
-    ))  # fmt: skip
-    study.add_trial(create_trial(state=TrialState.COMPLETE, value=float("-inf"), params={"choice": True},
-                                 distributions={"choice": space["choice"]}))  # fmt: skip
-    study.add_trial(create_trial(state=TrialState.FAIL, params={"choice": 2.5},
-                                 distributions={"choice": space["choice"]}))  # fmt: skip
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=float("inf"),
+            params={"lr": 1e-3, "width": 64, "choice": None},
+            distributions=space,
+            user_attrs={"note": "é ✓", "nested": {"a": [1, 2.5, None]}},
+            intermediate_values={0: float("nan"), 1: float("inf"), 2: float("-inf"), 5: 81.5},
+        )
+    )
+    study.add_trial(
+        create_trial(
+            state=TrialState.COMPLETE,
+            value=float("-inf"),
+            params={"choice": True},
+            distributions={"choice": space["choice"]},
+        )
+    )
+    study.add_trial(
+        create_trial(state=TrialState.FAIL, params={"choice": 2.5}, distributions={"choice": space["choice"]})
+    )
     running = study.ask()
     running.suggest_float("lr", 1e-5, 1e-1, log=True)
     running.report(70.0, 0)
@@ -173,8 +188,16 @@ def test_fast_trial_loader_equals_optunas_get_all_trials(rdb_url_and_prefix, awa
 
     def canonical(trials) -> list[str]:  # repr, so NaN equals NaN; attrs in key order (Optuna's order is the DB's)
         trials = sorted(trials, key=lambda t: t.number)
-        return [repr({**vars(t), "_user_attrs": sorted(t.user_attrs.items()),
-                      "_system_attrs": sorted(t.system_attrs.items())}) for t in trials]  # fmt: skip
+        return [
+            repr(
+                {
+                    **vars(t),
+                    "_user_attrs": sorted(t.user_attrs.items()),
+                    "_system_attrs": sorted(t.system_attrs.items()),
+                }
+            )
+            for t in trials
+        ]
 
     for name in ("every_kind", "two_objectives"):
         study_id = storage.get_study_id_from_name(prefix + name)
@@ -344,5 +367,6 @@ def test_a_study_written_by_our_engine_opens_in_optuna_dashboard(tmp_path, datas
     assert {p["name"] for p in first["params"]} >= {"batch_size", "learning_rate", "layer_0", "layer_1"}
     attrs = {a["key"] for a in first["user_attrs"]}
     assert {"config", "history"} <= attrs
-    assert len(first["intermediate_values"]) == len(review.trial_curve(review.load_trials(
-        optuna.storages.RDBStorage(url), study["study_id"])[0]))  # fmt: skip
+    assert len(first["intermediate_values"]) == len(
+        review.trial_curve(review.load_trials(optuna.storages.RDBStorage(url), study["study_id"])[0])
+    )

@@ -39,8 +39,9 @@ def run_script(script_text: str, data_path, folder, seed: int | None = None) -> 
 
 
 def record(dataset, config: TrainConfig, stop_after: int | None = None) -> dict:
-    result = train(config, split_dataset(dataset, config.standardize),
-                   lambda m: stop_after is not None and m.epoch >= stop_after)  # fmt: skip
+    result = train(
+        config, split_dataset(dataset, config.standardize), lambda m: stop_after is not None and m.epoch >= stop_after
+    )
     return make_run_record(result, 1)
 
 
@@ -54,8 +55,16 @@ def test_the_script_imports_only_torch_numpy_pandas_and_scikit_learn(dataset):
             imported.add(node.module.split(".")[0])
     assert imported - STANDARD_LIBRARY == ALLOWED
     text = runnable_script(record(dataset, TrainConfig(epochs=2)))
-    for piece in ("nn.Sequential", "nn.LeakyReLU()", "nn.Dropout(0.5)", "CosineAnnealingLR", "torch.optim",
-                  "train_test_split", "random_state=42", "stratify=labels"):  # fmt: skip
+    for piece in (
+        "nn.Sequential",
+        "nn.LeakyReLU()",
+        "nn.Dropout(0.5)",
+        "CosineAnnealingLR",
+        "torch.optim",
+        "train_test_split",
+        "random_state=42",
+        "stratify=labels",
+    ):
         assert piece in text
 
 
@@ -64,8 +73,10 @@ def test_the_script_averaged_over_seeds_lands_within_two_points_of_the_lab(name,
     config = CONFIGS[name]
     script = runnable_script(record(dataset, config))
     theirs = [run_script(script, data_path, tmp_path, seed)[0] for seed in range(3)]
-    ours = [record(dataset, TrainConfig.from_dict({**config.to_dict(), "seed": seed}))["final_val_accuracy"]
-            for seed in range(3)]  # fmt: skip
+    ours = [
+        record(dataset, TrainConfig.from_dict({**config.to_dict(), "seed": seed}))["final_val_accuracy"]
+        for seed in range(3)
+    ]
     assert abs(statistics.mean(theirs) - statistics.mean(ours)) <= 2.0, (theirs, ours)
 
 

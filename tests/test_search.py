@@ -233,8 +233,13 @@ def outcome(study: optuna.Study) -> list[tuple]:
 
 def reference_outcome(plan: StudyPlan, sampler, pruner) -> list[tuple]:
     """The same study run by Optuna alone, with the sampler and pruner given here."""
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), study_name=plan.study_name,
-                                direction="maximize", sampler=sampler, pruner=pruner)  # fmt: skip
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(),
+        study_name=plan.study_name,
+        direction="maximize",
+        sampler=sampler,
+        pruner=pruner,
+    )
 
     def objective(trial: optuna.Trial) -> float:
         config = TrainConfig(**plan.space.suggest(trial), epochs=plan.epochs)
@@ -317,8 +322,15 @@ def test_median_pruned_tpe_study_prunes_and_completes(dataset, sqlite_url):
     """The notebook's 30-trial TPE(seed 42) + MedianPruner study, define-by-run depth, 50 epochs. Every trial
     is pruned exactly when Optuna's MedianPruner says so on the stored values (true on any CPU), and some
     trial is pruned: the first pruned one was trial 5, 6 or 7 (of 30) for study seeds 0-9 and 42 on every kernel."""
-    plan = StudyPlan(storage_url=sqlite_url, study_name="Fetal_Health_Study", trials=30, sampler="tpe",
-                     pruner="median", seed=42, epochs=50)  # fmt: skip
+    plan = StudyPlan(
+        storage_url=sqlite_url,
+        study_name="Fetal_Health_Study",
+        trials=30,
+        sampler="tpe",
+        pruner="median",
+        seed=42,
+        epochs=50,
+    )
     summary = run_study(plan, dataset)
     assert summary.trials == 30 and summary.failed == 0 and summary.running == 0
     assert summary.complete >= 5 and summary.pruned > 0, summary  # the median pruner's 5 start-up trials complete
@@ -374,16 +386,25 @@ def test_cheap_median_pruning_decides_like_optunas_should_prune(dataset, sqlite_
     split = split_dataset(dataset)
     rule = MedianRule(n_startup_trials=2)
     study = optuna.create_study(
-        storage=open_storage(sqlite_url), direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
+        storage=open_storage(sqlite_url),
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=0),
         pruner=rule.optuna_pruner(),
-    )  # fmt: skip
+    )
     decisions: list[tuple[bool, bool]] = []
 
     def objective(trial: optuna.Trial) -> float:
         should_prune, reported = pruning_check(trial, rule), {}
         learning_rate = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
-        config = TrainConfig(hidden_layers=(16,), batch_size=128, optimizer="SGD", learning_rate=learning_rate,
-                             weight_decay=0.0, scheduler=False, epochs=6)  # fmt: skip
+        config = TrainConfig(
+            hidden_layers=(16,),
+            batch_size=128,
+            optimizer="SGD",
+            learning_rate=learning_rate,
+            weight_decay=0.0,
+            scheduler=False,
+            epochs=6,
+        )
 
         def report(metrics) -> None:
             trial.report(metrics.val_accuracy, metrics.epoch)

@@ -167,9 +167,7 @@ def postgres_answers() -> bool:
         return False
 
 
-needs_postgres = pytest.mark.skipif(
-    not postgres_answers(), reason="no PostgreSQL server answers at 127.0.0.1:5432"
-)
+needs_postgres = pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL server answers at 127.0.0.1:5432")
 
 
 @pytest.fixture
@@ -184,8 +182,19 @@ def postgres_study():
 
 
 def cli_study(study_name: str, data_path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "fetal_core", "study", "--storage", POSTGRES_URL, "--study-name", study_name,
-               "--data", str(data_path), *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "fetal_core",
+        "study",
+        "--storage",
+        POSTGRES_URL,
+        "--study-name",
+        study_name,
+        "--data",
+        str(data_path),
+        *extra,
+    ]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -216,8 +225,23 @@ def test_four_worker_processes_share_one_postgres_study(data_path, postgres_stud
 
 
 def cli_worker(storage_url: str, study_name: str, data_path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", study_name,
-               "--data", str(data_path), "--depth", "2", "--pruner", "none", *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "fetal_core",
+        "study",
+        "--storage",
+        storage_url,
+        "--study-name",
+        study_name,
+        "--data",
+        str(data_path),
+        "--depth",
+        "2",
+        "--pruner",
+        "none",
+        *extra,
+    ]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

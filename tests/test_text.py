@@ -78,7 +78,9 @@ def test_plain_defeats_streamlit_extras_in_the_source():
     assert not re.search(r"(?<!\\)\$", escaped), escaped
 
 
-@pytest.mark.parametrize("text", ["http://127.0.0.1:9/x.png", "see www.example.com now", "mail a@b.com", "HTTPS://h.io"])
+@pytest.mark.parametrize(
+    "text", ["http://127.0.0.1:9/x.png", "see www.example.com now", "mail a@b.com", "HTTPS://h.io"]
+)
 def test_plain_breaks_autolinks_found_after_parsing(text):
     # GFM also finds http://, www. and e-mail links in the parsed text, where the escapes are gone.
     literal = read_escaped(plain(text))
@@ -102,7 +104,10 @@ def test_clip():
 
 
 def test_plotly_text_escapes_html():
-    assert plotly_text("<b>b</b> & <a href='http://h'>l</a>") == "&lt;b&gt;b&lt;/b&gt; &amp; &lt;a href='http://h'&gt;l&lt;/a&gt;"
+    assert (
+        plotly_text("<b>b</b> & <a href='http://h'>l</a>")
+        == "&lt;b&gt;b&lt;/b&gt; &amp; &lt;a href='http://h'&gt;l&lt;/a&gt;"
+    )
     assert plotly_text("Fetal_Health_Study") == "Fetal_Health_Study"
     assert html.unescape(plotly_text("<i>x</i> &amp;")) == "<i>x</i> &amp;"  # Plotly shows the literal text
 
@@ -110,10 +115,17 @@ def test_plotly_text_escapes_html():
 def test_plotly_figure_text_escapes_every_label_but_keeps_optunas_markup():
     name = "<b>b</b><a href='http://h/'>l</a>"
     figure = go.Figure(
-        go.Scatter(x=[name, "Adam"], y=[1, 2], name=name, text=[f"{name}<br>trial 1", "ok"],
-                   customdata=[[name, 1], ["Adam", 2]], hovertemplate="%{customdata[0]}<extra>x</extra>",
-                   marker={"color": "#1f77b4"}, mode="lines+markers")
-    )  # fmt: skip
+        go.Scatter(
+            x=[name, "Adam"],
+            y=[1, 2],
+            name=name,
+            text=[f"{name}<br>trial 1", "ok"],
+            customdata=[[name, 1], ["Adam", 2]],
+            hovertemplate="%{customdata[0]}<extra>x</extra>",
+            marker={"color": "#1f77b4"},
+            mode="lines+markers",
+        )
+    )
     figure.update_layout(title=name, xaxis_title=name)
     spec = plotly_figure_text(figure.to_dict())
     trace = spec["data"][0]

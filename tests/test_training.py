@@ -248,13 +248,15 @@ def torch_replay(config: TrainConfig, split) -> list[tuple]:
         with torch.no_grad():
             logits = net(x_val)
         predicted = logits.argmax(dim=1).numpy()
-        history.append((
-            epoch,
-            loss_sum / n,
-            criterion(logits, y_val).item(),
-            100.0 * (predicted == split.y_val).mean(),
-            100.0 * balanced_accuracy_score(split.y_val, predicted),
-        ))  # fmt: skip
+        history.append(
+            (
+                epoch,
+                loss_sum / n,
+                criterion(logits, y_val).item(),
+                100.0 * (predicted == split.y_val).mean(),
+                100.0 * balanced_accuracy_score(split.y_val, predicted),
+            )
+        )
     return history
 
 

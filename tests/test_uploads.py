@@ -25,12 +25,19 @@ def study_file(path: Path, trials: int = 3) -> Path:
     storage = optuna.storages.RDBStorage(f"sqlite:///{path}")
     study = optuna.create_study(storage=storage, study_name="honest", direction="maximize")
     study.set_user_attr("sampler", "tpe")
-    study.add_trials([
-        create_trial(state=TrialState.COMPLETE, value=80.0 + i, params={"lr": 0.01 * (i + 1)},
-                     distributions={"lr": FloatDistribution(1e-4, 1.0)}, user_attrs={"history": {"epoch": [1, 2]}},
-                     intermediate_values={1: 70.0 + i, 2: 75.0 + i})
-        for i in range(trials)
-    ])  # fmt: skip
+    study.add_trials(
+        [
+            create_trial(
+                state=TrialState.COMPLETE,
+                value=80.0 + i,
+                params={"lr": 0.01 * (i + 1)},
+                distributions={"lr": FloatDistribution(1e-4, 1.0)},
+                user_attrs={"history": {"epoch": [1, 2]}},
+                intermediate_values={1: 70.0 + i, 2: 75.0 + i},
+            )
+            for i in range(trials)
+        ]
+    )
     storage.engine.dispose()
     return path
 
@@ -79,8 +86,13 @@ def test_a_view_yielding_millions_of_rows_is_refused_by_a_memory_limited_loader(
     path = tmp_path / "view.sqlite3"
     path.write_bytes(tampered(study_file(path), *HUGE_VIEW))
     assert path.stat().st_size < 200_000
-    done = subprocess.run([sys.executable, "-c", LOADER, str(path), str(tmp_path / "uploads")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", LOADER, str(path), str(tmp_path / "uploads")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("REFUSED"), done.stdout
     assert "contains a view ('trial_params')" in done.stdout
@@ -92,12 +104,16 @@ def test_a_view_yielding_millions_of_rows_is_refused_by_a_memory_limited_loader(
     [
         (("CREATE TRIGGER noisy AFTER INSERT ON trials BEGIN SELECT 1; END",), "contains a trigger ('noisy')"),
         (("CREATE VIEW harmless AS SELECT 1",), "contains a view ('harmless')"),
-        (("ALTER TABLE trials ADD COLUMN extra TEXT GENERATED ALWAYS AS (printf('%.*c', 1000, 'x')) VIRTUAL",),
-         "table 'trials' has computed columns"),
-        (("DROP TABLE trial_values", "CREATE VIEW trial_values AS SELECT * FROM trials"),
-         "contains a view ('trial_values')"),
+        (
+            ("ALTER TABLE trials ADD COLUMN extra TEXT GENERATED ALWAYS AS (printf('%.*c', 1000, 'x')) VIRTUAL",),
+            "table 'trials' has computed columns",
+        ),
+        (
+            ("DROP TABLE trial_values", "CREATE VIEW trial_values AS SELECT * FROM trials"),
+            "contains a view ('trial_values')",
+        ),
     ],
-)  # fmt: skip
+)
 def test_what_optuna_never_writes_is_refused(tmp_path, statements, message):
     path = study_file(tmp_path / "study.sqlite3")
     with pytest.raises(review.ReviewError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -202,8 +218,9 @@ def test_start_up_sweep_removes_folders_of_exited_servers_and_old_loose_files_on
     old = time.time() - uploads.SESSION_GRACE_SECONDS - 1
     os.utime(tmp_path / "0123abcd.sqlite3", (old, old))  # the other one may be in use right now
     assert sorted(p.name for p in uploads.sweep_servers(tmp_path)) == sorted([str(dead_pid), "0123abcd.sqlite3"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([str(os.getpid()), str(os.getppid()),
-                                                                  "4567cdef.sqlite3"])  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [str(os.getpid()), str(os.getppid()), "4567cdef.sqlite3"]
+    )
     assert (ours / "s1" / "copy.sqlite3").exists()
 
 
