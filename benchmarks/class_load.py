@@ -44,6 +44,7 @@ from pathlib import Path
 from fetal_core.manual import config_to_query
 from fetal_core.training import TrainConfig
 from tests.conftest import CHROMIUM_ARGS, DATA_PATH, ROOT, StreamlitServer, descendants
+from tests.test_browser_part1 import type_exact_values
 
 CONFIG = TrainConfig(
     hidden_layers=(64, 32), batch_size=16, optimizer="Adam", learning_rate=1e-3, weight_decay=0.0, epochs=400
@@ -133,6 +134,7 @@ def open_part1_with(page, server: StreamlitServer, config: TrainConfig) -> None:
     page.goto(f"{server.url}/part1_manual?{urllib.parse.urlencode(config_to_query(config))}")
     page.locator(".st-key-part1_train button").wait_for()
     page.locator("[data-testid=stSidebarNav]").wait_for()
+    type_exact_values(page)  # the epochs number box (the form shows sliders by default)
     page.locator(".st-key-part1_epochs input").wait_for()
     shown = page.locator(".st-key-part1_epochs input").input_value()
     if int(shown) != config.epochs:

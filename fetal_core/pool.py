@@ -651,6 +651,11 @@ def open_pool(address: str | None = None, workers: int | None = None) -> Pool:
         except ValueError:
             workers = None
     workers = max(1, workers or os.cpu_count() or 1)
+    import dask
+
+    # Dask's statistical profiler samples a worker's task thread every 10 ms: measured here, it made our
+    # small-step training loop 2-2.5x slower on a pool worker than in the CLI (benchmarks/pool_streaming).
+    dask.config.set({"distributed.worker.profile.enabled": False})
     try:
         cluster = LocalCluster(
             n_workers=workers,
