@@ -22,7 +22,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from . import limits
+from . import limits, records
 from .limits import ConfigError
 from .text import clip
 from .training import OPTIMIZERS, TrainConfig
@@ -126,10 +126,8 @@ def _control_study_id(storage: optuna.storages.BaseStorage, create: bool) -> int
     except KeyError:
         if not create:
             return None
-    study = optuna.create_study(
-        storage=storage, study_name=control_study_name(), direction="maximize", load_if_exists=True
-    )
-    return study._study_id
+    optuna.create_study(storage=storage, study_name=control_study_name(), direction="maximize", load_if_exists=True)
+    return storage.get_study_id_from_name(control_study_name())
 
 
 def class_state(storage: optuna.storages.BaseStorage) -> dict:
@@ -247,7 +245,7 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
     try:  # one read when the study exists (creating first would cost a failed insert on every run)
         study_id = storage.get_study_id_from_name(lesson.hand_study)
     except KeyError:
-        study_id = hand_study(storage, lesson)._study_id
+        study_id = storage.get_study_id_from_name(hand_study(storage, lesson).study_name)
     trial_id = storage.create_new_trial(study_id, template_trial=trial)
     return storage.get_trial_number_from_id(trial_id)
 
@@ -294,7 +292,7 @@ Trials = Sequence[optuna.trial.FrozenTrial]
 def student(trial: optuna.trial.FrozenTrial) -> str:
     """Who made a recorded run (the nickname it was recorded with; checked again, never trusted)."""
     try:
-        return check_nickname(trial.user_attrs.get("nickname"))
+        return check_nickname(records.trial_nickname(trial))
     except ConfigError:
         return NO_NICKNAME
 
@@ -327,7 +325,7 @@ def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
             "finished": len(finished),
         }
         if best is not None:
-            p, config = best.params, best.user_attrs.get("config") or {}
+            p, config = best.params, records.trial_config(best) or {}
             row.update(
                 {
                     "hidden layers": "-".join(str(u) for u in _layers(best)),
@@ -422,7 +420,7 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
     notes = []
 
     def setting(t: optuna.trial.FrozenTrial) -> dict[str, str]:
-        config = t.user_attrs.get("config") or {}
+        config = records.trial_config(t) or {}
         return {
             "optimiser": str(t.params.get("optimizer")),
             "cosine scheduler": "on" if t.params.get("scheduler") else "off",
@@ -452,7 +450,7 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
     never += [f"the {o} optimiser" for o in OPTIMIZERS if o not in optimizers]
     schedulers = {bool(t.params.get("scheduler")) for t in tried}
     never += [f"the cosine scheduler {'on' if s else 'off'}" for s in (True, False) if s not in schedulers]
-    if not any((t.user_attrs.get("config") or {}).get("standardize") for t in tried):
+    if not any((records.trial_config(t) or {}).get("standardize") for t in tried):
         never.append("standardised features")
     decades = {_decade(t.params["learning_rate"]) for t in tried}
     never += [f"a learning rate in [1e{d}, 1e{d + 1})" for d in range(-5, 0) if d not in decades]

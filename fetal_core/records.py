@@ -235,6 +235,11 @@ def trial_metrics(trial: FrozenTrial) -> dict | None:
     return _typed(trial.user_attrs, _METRICS, dict)
 
 
+def trial_nickname(trial: FrozenTrial) -> str | None:
+    """The nickname of the student whose Part I run the trial records (class mode), or None."""
+    return _typed(trial.user_attrs, "nickname", str)
+
+
 def store_worker(trial: optuna.Trial, worker: str) -> None:
     """Record the process that trains the trial (``host:pid``)."""
     trial.set_user_attr(_WORKER, worker)

@@ -17,6 +17,7 @@ from fetal_core.lesson import (
 )
 from fetal_core.limits import ConfigError
 from fetal_core.text import plain
+from pages import keys
 from pages.common import app_settings, configured_storage
 
 RECORD_ERROR_KEY = "lesson_record_error"  # session_state: why the last run could not be recorded
@@ -44,9 +45,9 @@ def _change_nickname() -> None:
 def _take_typed_nickname() -> None:
     """The nickname form's submit: keep a valid nickname, or the error to show (never the typed text as Markdown)."""
     try:
-        st.session_state[NICK_KEY] = check_nickname(st.session_state.get("nick_input", ""))
+        st.session_state[NICK_KEY] = check_nickname(st.session_state.get(keys.NICK_INPUT, ""))
     except ConfigError as err:
-        st.session_state["nick_error"] = str(err)
+        st.session_state[keys.NICK_ERROR] = str(err)
 
 
 def nickname_sidebar() -> None:
@@ -65,12 +66,12 @@ def nickname_sidebar() -> None:
             with st.form("nick_form", border=False):
                 st.text_input(
                     "Your nickname",
-                    key="nick_input",
+                    key=keys.NICK_INPUT,
                     placeholder="e.g. Ada_42",
                     help="Shown beside your runs on the leaderboard: 1 to 24 letters, digits, spaces, '-' or '_'.",
                 )
                 st.form_submit_button("Use this nickname", key="nick_submit", on_click=_take_typed_nickname)
-                error = st.session_state.pop("nick_error", None)
+                error = st.session_state.pop(keys.NICK_ERROR, None)
                 if error:
                     st.error(plain(error))
         else:
@@ -124,12 +125,12 @@ def is_instructor() -> bool:
 
 def unlock_with_typed_key() -> None:
     """The key form's submit: keep the session token on a match; forget what was typed either way."""
-    typed = st.session_state.pop("instructor_key_input", "")
+    typed = st.session_state.pop(keys.INSTRUCTOR_KEY_INPUT, "")
     if key_matches(typed):
         st.session_state[INSTRUCTOR_TOKEN_KEY] = session_token()
     else:
         st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
-        st.session_state["instructor_refused"] = True
+        st.session_state[keys.INSTRUCTOR_REFUSED] = True
 
 
 def lock() -> None:

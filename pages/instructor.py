@@ -31,6 +31,7 @@ from fetal_core.manual import LABELS, format_layers, parse_hidden_layers
 from fetal_core.search import StudyPlan, check_study_name, open_study
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS
+from pages import keys
 from pages import study_live as live
 from pages.class_mode import is_instructor, lock, unlock_with_typed_key
 from pages.common import app_settings, configured_storage, enter_through_app
@@ -45,9 +46,9 @@ if instructor_key() is None:  # the page exists only with the key; a direct link
 if not is_instructor():
     st.write("Enter the instructor key the server was started with. Students do not need this page.")
     with st.form("instructor_unlock", border=True):
-        st.text_input("Instructor key", type="password", key="instructor_key_input")
+        st.text_input("Instructor key", type="password", key=keys.INSTRUCTOR_KEY_INPUT)
         st.form_submit_button("Unlock", key="instructor_unlock_button", on_click=unlock_with_typed_key)
-    if st.session_state.pop("instructor_refused", False):
+    if st.session_state.pop(keys.INSTRUCTOR_REFUSED, False):
         st.error("That is not the instructor key.")
     st.stop()
 
@@ -72,11 +73,11 @@ st.caption(f"{len(hand)} run(s) by hand · class study: {shown_study} ({len(mach
 
 def saved(changed: Lesson, message: str) -> None:
     save_lesson(storage, changed, make_current=True)
-    st.session_state["instructor_message"] = message
+    st.session_state[keys.INSTRUCTOR_MESSAGE] = message
     st.rerun()
 
 
-message = st.session_state.pop("instructor_message", None)
+message = st.session_state.pop(keys.INSTRUCTOR_MESSAGE, None)
 if message:
     st.success(plain(message))
 

@@ -37,3 +37,10 @@ RESULTS_IMPORTANCES_SHOWN = "results_importances_shown"  # key of the importance
 # Strategy race
 RACE_CHOICE = "race_choice"  # widget: the race shown
 RACE_ERROR = "race_error"  # why the last start failed, shown once
+
+# Class mode (pages/class_mode.py, pages/instructor.py)
+NICK_INPUT = "nick_input"  # widget: the nickname being typed
+NICK_ERROR = "nick_error"  # why the typed nickname was refused, shown once
+INSTRUCTOR_KEY_INPUT = "instructor_key_input"  # widget: the instructor key being typed (cleared at once)
+INSTRUCTOR_REFUSED = "instructor_refused"  # a wrong key was typed, said once
+INSTRUCTOR_MESSAGE = "instructor_message"  # the result of the last instructor action, shown once

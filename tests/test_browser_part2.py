@@ -26,9 +26,13 @@ SNAPSHOT_JS = """() => {
   const grid = document.querySelector('.st-key-p2_table [role=grid], .st-key-p2_table [aria-rowcount]');
   const plot = document.querySelector('.st-key-p2_curves .js-plotly-plot');
   const progress = document.querySelector('.stMain [data-testid=stProgress]');
+  // Plotly figures send numeric arrays as {dtype, bdata} (base64): count their values too.
+  const width = {f8: 8, f4: 4, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
+  const count = a => a == null ? null : (a.length !== undefined ? a.length
+                                         : (a.bdata ? atob(a.bdata).length / (width[a.dtype] || 8) : null));
   return {
     rows: grid ? Number(grid.getAttribute('aria-rowcount')) - 1 : -1,
-    traces: plot && plot.data ? plot.data.map(t => [t.name, t.x.length, (t.line || {}).dash || null]) : [],
+    traces: plot && plot.data ? plot.data.map(t => [t.name, count(t.x), (t.line || {}).dash || null]) : [],
     progress: progress ? progress.innerText : '',
   };
 }"""
