@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from fetal_core import figures, review
 from pages import study_live as live
-from tests.conftest import median_pruning_replayed, shown
+from tests.conftest import median_pruning_replayed, shown, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TERMINAL = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -190,8 +190,7 @@ def test_a_study_trains_on_the_sessions_uploaded_data_when_the_server_has_none(m
     assert not at.exception and not at.error, [e.value for e in at.error]
     worker = at.session_state["workers"]["Part II"]
     try:
-        worker.process.join(120)
-        worker.poll()
+        wait_until(lambda: (worker.renew(), not worker.alive())[1], "the study on the pool to finish", timeout=300)
         assert worker.error is None, worker.error
         trials = optuna.load_study(study_name="uploaded", storage=url).trials
         assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials), [t.state for t in trials]

@@ -21,7 +21,7 @@ from tests.conftest import (
     process_identity,
     wait_until,
 )
-from tests.test_browser_part1 import final_heading, open_part1, set_number
+from tests.test_browser_part1 import final_heading, open_part1, set_number, type_exact_values
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 # A fresh server's first visit starts the pool (spawned worker processes importing the app) before the page is
@@ -97,19 +97,20 @@ def test_a_closed_tab_gives_its_pool_worker_to_the_next_in_the_queue(one_worker_
         page_a.goto(server.url)
         wait_for_pool_line(page_a, r"1 worker\(s\) on this server", timeout=POOL_START_SECONDS)
         open_part1(page_a, server)
+        type_exact_values(page_a)  # number boxes instead of the default sliders
         layers = page_a.locator(".st-key-part1_layers input")
         layers.fill("256, 256")
         layers.press("Tab")
         set_number(page_a, "part1_batch", 8)
         set_number(page_a, "part1_epochs", 10000)
-        page_a.locator(".st-key-part1_train button").click()
+        page_a.locator(".st-key-part1_train button").first.click()
         page_a.locator(".st-key-part1_progress").get_by_text(re.compile(r"epoch \d+ / 10000")).wait_for()
 
         # Student B's short run waits for it, and is told so.
         page_b = new_page(second)
         open_part1(page_b, server)
         set_number(page_b, "part1_epochs", 20)
-        page_b.locator(".st-key-part1_train button").click()
+        page_b.locator(".st-key-part1_train button").first.click()
         page_b.locator(".st-key-part1_progress").get_by_text("You are number 1 in the queue").wait_for()
         # A third visitor's sidebar shows the pool's load (B's own sidebar waits while B's script waits).
         observer = new_page(third)
