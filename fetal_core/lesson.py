@@ -241,7 +241,7 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
     )
     trial.datetime_start = finished - timedelta(seconds=float(record.get("seconds") or 0.0))
     trial.datetime_complete = finished
-    trial._validate()  # what Study.add_trial checks, then its one storage call (which also gives the id)
+    # create_trial validated it (as Study.add_trial would); one storage call adds it and gives the id
     try:  # one read when the study exists (creating first would cost a failed insert on every run)
         study_id = storage.get_study_id_from_name(lesson.hand_study)
     except KeyError:

@@ -13,8 +13,9 @@ opens one. ``import_study_file`` gives the bytes to a new Python process limited
 
 Only that copy is then opened by the server: what it will read has been read once within the limits.
 
-Uploads live in ``<temp>/fetal_hpo_uploads/<server pid>/<session id>/``. ``sweep_sessions`` removes the
-folders of sessions that have ended, ``sweep_servers`` (at start-up) the folders of servers that exited.
+Uploads live in ``<temp>/fetal_hpo_uploads/<server pid>/<session folder>/``. ``sweep_sessions`` removes the
+folders unused for a while (ended sessions, or idle ones, which re-make their copy from the upload), and
+``sweep_servers`` (at start-up) the folders of servers that exited.
 This module imports only the standard library at the top, so the child sets its limits before it loads
 anything large.
 """
@@ -35,7 +36,6 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +45,7 @@ from urllib.parse import quote
 SQLITE_HEADER = b"SQLite format 3\x00"
 UPLOADS_ROOT = Path(tempfile.gettempdir()) / "fetal_hpo_uploads"
 ROOT = Path(__file__).resolve().parent.parent  # where ``fetal_core`` is importable from
-SESSION_GRACE_SECONDS = 300.0  # Streamlit keeps a disconnected session resumable for 2 minutes
+SESSION_GRACE_SECONDS = 900.0  # an upload folder unused this long is deleted (its copy is re-made if needed)
 
 # Optuna's tables whose rows are copied, parents before children. The copy's version_info and
 # alembic_version are Optuna's own; trial_heartbeats only matter to live workers.
@@ -377,7 +377,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: str | Path) -> None:
+    """Delete a folder with its contents, or a file (a symlink itself, never what it points to)."""
+    path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
@@ -402,22 +404,16 @@ def sweep_servers(root: str | Path = UPLOADS_ROOT, now: float | None = None) -> 
                     continue
             except FileNotFoundError:
                 continue
-        _remove(entry)
+        remove_path(entry)
         removed.append(entry)
     return removed
 
 
 def sweep_sessions(
-    server: str | Path,
-    is_active: Callable[[str], bool],
-    grace_seconds: float = SESSION_GRACE_SECONDS,
-    now: float | None = None,
+    server: str | Path, grace_seconds: float = SESSION_GRACE_SECONDS, now: float | None = None
 ) -> list[Path]:
-    """Delete the session folders in ``server`` whose session has ended.
-
-    A session has ended when ``is_active(session_id)`` is false and its folder has not been used for
-    ``grace_seconds`` (a reconnecting browser gets its session back within Streamlit's 2 minutes).
-    """
+    """Delete the session folders in ``server`` not used for ``grace_seconds`` (each page run of a session marks
+    its folder as used, so these are ended sessions, or idle ones whose copy is re-made from the upload)."""
     server = Path(server)
     if not server.is_dir():
         return []
@@ -428,8 +424,8 @@ def sweep_sessions(
             idle = now - entry.lstat().st_mtime
         except FileNotFoundError:
             continue
-        if idle >= grace_seconds and not is_active(entry.name):
-            _remove(entry)
+        if idle >= grace_seconds:
+            remove_path(entry)
             removed.append(entry)
     return removed
 

@@ -7,6 +7,7 @@ import hashlib
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,11 +102,10 @@ def _server_upload_folder() -> Path:
 
 
 def session_upload_folder() -> Path:
-    """This browser session's folder for uploaded files (deleted once the session has ended)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    context = get_script_run_ctx()
-    return uploads.session_folder(_server_upload_folder(), context.session_id if context else "no-session")
+    """This browser session's folder for uploaded files, marked as used (every page run of the session marks it
+    again; a folder unused for ``uploads.SESSION_GRACE_SECONDS`` is swept, and re-made from the upload if needed)."""
+    name = st.session_state.setdefault(keys.UPLOAD_FOLDER, uuid.uuid4().hex)
+    return uploads.session_folder(_server_upload_folder(), name)
 
 
 SWEEP_SECONDS = 15.0  # a sweep lists one small folder: cheap
@@ -117,19 +117,16 @@ def _last_sweep() -> list[float]:
 
 
 def sweep_uploads() -> None:
-    """Delete the upload folders of sessions that have ended (looked at, at most every 15 s, by any page run).
-
-    Streamlit has no session-end hook; its runtime tells which sessions are still connected.
-    """
-    from streamlit import runtime
-
+    """Mark this session's upload folder as used, and delete the folders nobody used for the grace period
+    (looked at, at most every 15 s, by any page run). Streamlit has no public session-end hook: an ended
+    session's folder goes once unused; an idle session that comes back re-makes its copy from its upload."""
+    if keys.UPLOAD_FOLDER in st.session_state:
+        session_upload_folder()
     last = _last_sweep()
     if time.monotonic() - last[0] < SWEEP_SECONDS:
         return
     last[0] = time.monotonic()
-    folder = _server_upload_folder()
-    if runtime.exists():
-        uploads.sweep_sessions(folder, runtime.get_instance().is_active_session)
+    uploads.sweep_sessions(_server_upload_folder())
 
 
 def enter_through_app() -> None:

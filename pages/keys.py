@@ -31,6 +31,8 @@ P2_RUNNING_AT_RENDER = "p2_running_at_render"  # whether the worker ran when the
 
 # Results
 RESULTS_STUDY = "results_study"  # the study to preselect (Part II sets it for "Review on Results")
+UPLOAD_FOLDER = "upload_folder"  # SessionUploads: this session's upload folder, deleted with the session
+UPLOAD_FOLDER = "upload_folder"  # name of this session's upload folder (made on its first upload)
 RESULTS_UPLOAD_COPY = "results_upload_copy"  # (digest, url, storage, error) of this session's study file
 RESULTS_IMPORTANCES_SHOWN = "results_importances_shown"  # key of the importances last drawn in this session
 

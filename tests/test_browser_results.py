@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.results_render import build_study, synthetic_trials
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.browser
 # Per Plotly chart on the page: how many of its traces Plotly computed points for (0 = an empty plot).
@@ -83,9 +84,9 @@ def test_results_page_in_chromium(prepared_server, chromium, artifacts):
 
 
 def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(streamlit_server, chromium, tmp_path):
-    """A real server: the upload's copy lives in its session's folder; a sweep (run by any page, at most every
-    15 s) keeps it while the tab is open and deletes it once the session has ended and its grace has passed,
-    as it deletes a leftover folder of a session the server does not know."""
+    """A real server: the upload's copy lives in its session's folder. A sweep (run by any page, at most every
+    15 s) deletes folders unused for the grace period: a closed tab's, a leftover one, and an idle tab's, whose
+    next page run re-makes its copy from the upload and shows the study again."""
     from fetal_core import uploads
 
     study = tmp_path / "upload.sqlite3"
@@ -95,6 +96,16 @@ def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(strea
     owner, other = chromium.new_page(), chromium.new_page()
     for page in (owner, other):
         page.set_default_timeout(120_000)
+
+    def swept(gone: Path) -> None:
+        os.utime(gone, (old, old))  # as if unused for longer than the grace period
+        deadline = time.monotonic() + 120
+        while gone.exists():
+            assert time.monotonic() < deadline, f"{gone} was not swept in 120 s"
+            time.sleep(3)
+            other.goto(f"{streamlit_server.url}/")  # any page run sweeps (at most every 15 s)
+            other.get_by_role("heading", name="Fetal Health HPO Lab").wait_for()
+
     try:
         owner.goto(f"{streamlit_server.url}/results")
         owner.get_by_text("Upload a study file").click()
@@ -102,23 +113,14 @@ def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(strea
         owner.get_by_role("heading", name="Optimisation history").wait_for()  # the lab storage is empty
         [session] = list(server_folder.iterdir())
         assert [p.suffix for p in session.iterdir()] == [".sqlite3"]
-        stale = uploads.session_folder(server_folder, "a-session-this-server-never-had")
-        for folder in (session, stale):
-            os.utime(folder, (old, old))  # past the grace period: only the runtime's answer keeps a folder
+        swept(uploads.session_folder(server_folder, "a-folder-no-session-uses"))
+        swept(session)  # the owner's tab is idle
 
-        def sweep_until(gone: Path) -> None:
-            deadline = time.monotonic() + 120
-            while gone.exists():
-                assert time.monotonic() < deadline, f"{gone} was not swept in 120 s"
-                time.sleep(3)
-                other.goto(f"{streamlit_server.url}/")  # any page run sweeps (at most every 15 s)
-                other.get_by_role("heading", name="Fetal Health HPO Lab").wait_for()
-
-        sweep_until(stale)
-        assert session.exists(), "the open tab's upload was deleted"
+        owner.locator(".st-key-results_fanova label").click()  # the owner's next page run
+        wait_until(lambda: session.exists() and [p.suffix for p in session.iterdir()] == [".sqlite3"], "copy re-made")
+        owner.get_by_role("heading", name="Optimisation history").wait_for()
         owner.close()
-        os.utime(session, (old, old))
-        sweep_until(session)
+        swept(session)
     finally:
         for page in (owner, other):
             if not page.is_closed():

@@ -190,18 +190,18 @@ def test_the_reading_process_is_killed_at_its_wall_clock_limit():
 # ---------------------------------------------------------------- upload folders
 
 
-def test_session_folders_are_swept_only_when_their_session_ended_and_a_grace_period_passed(tmp_path):
+def test_session_folders_are_swept_only_when_unused_for_the_grace_period(tmp_path):
     server = tmp_path / "server"
-    for session in ("gone", "recent", "alive"):
+    for session in ("ended", "recent"):
         (uploads.session_folder(server, session) / "copy.sqlite3").write_bytes(b"x")
     now = time.time()
     old = now - uploads.SESSION_GRACE_SECONDS - 1
-    os.utime(server / "gone", (old, old))
-    os.utime(server / "alive", (old, old))
-    removed = uploads.sweep_sessions(server, is_active=lambda session: session == "alive", now=now)
-    assert removed == [server / "gone"]
-    assert sorted(p.name for p in server.iterdir()) == ["alive", "recent"]  # 'recent' may be reconnecting
-    assert uploads.sweep_sessions(server, lambda s: False, now=now + uploads.SESSION_GRACE_SECONDS + 1)
+    os.utime(server / "ended", (old, old))
+    assert uploads.sweep_sessions(server, now=now) == [server / "ended"]
+    assert [p.name for p in server.iterdir()] == ["recent"]
+    uploads.session_folder(server, "recent")  # a page run marks it as used
+    assert uploads.sweep_sessions(server, now=time.time() + uploads.SESSION_GRACE_SECONDS - 60) == []
+    assert uploads.sweep_sessions(server, now=time.time() + uploads.SESSION_GRACE_SECONDS + 1)
     assert list(server.iterdir()) == []
 
 
