@@ -146,8 +146,8 @@ def preselect_class_study(names: list[str]) -> str | None:
         return None
     if class_study not in names:
         return None
-    if st.session_state.get("p2_class_study_offered") != class_study:
-        st.session_state["p2_class_study_offered"] = class_study
-        st.session_state["p2_pending_choice"] = class_study
-        st.session_state.pop("p2_sampler", None)  # Part II fills its form from the chosen study
+    if st.session_state.get(keys.P2_CLASS_STUDY_OFFERED) != class_study:
+        st.session_state[keys.P2_CLASS_STUDY_OFFERED] = class_study
+        st.session_state[keys.P2_PENDING_CHOICE] = class_study
+        st.session_state.pop(keys.P2_SAMPLER, None)  # Part II fills its form from the chosen study
     return class_study

@@ -2,7 +2,7 @@
 
 A widget's own key (``key="p2_sampler"``, ``key="results_tab"``, ...) stays beside the widget on its page: it is
 the widget's identity and Streamlit keeps its value. Where code sets a widget's value from elsewhere, the key is
-here too (``RACE_CHOICE``, ``PART1_DETAIL_RUN``, ``P2_CHOICE``).
+here too (``RACE_CHOICE``, ``PART1_DETAIL_RUN``, ``P2_CHOICE``, ``P2_SAMPLER``).
 """
 
 # The whole app (pages.common, app.py)
@@ -27,6 +27,8 @@ PART1_DETAIL_RUN = "part1_detail_run"  # widget: which run's details are shown
 P2_FOLLOWED = "part2_study"  # the study this session is watching
 P2_CHOICE = "p2_choice"  # widget: the study chosen in the selector
 P2_PENDING_CHOICE = "p2_pending_choice"  # a study just started, to select before the selector exists
+P2_SAMPLER = "p2_sampler"  # widget: the sampler of a new study (Part II fills its form from a chosen study)
+P2_CLASS_STUDY_OFFERED = "p2_class_study_offered"  # the class study preselected once for this session
 P2_RUNNING_AT_RENDER = "p2_running_at_render"  # whether the worker ran when the page was drawn
 
 # Results

@@ -63,7 +63,7 @@ def form_values(user_attrs: dict | None, finished: int) -> dict:
     target = records.target_trials(attrs) or 0
     made = records.study_description(attrs)
     return {
-        "p2_sampler": made.sampler if made.sampler in SAMPLERS else "tpe",
+        keys.P2_SAMPLER: made.sampler if made.sampler in SAMPLERS else "tpe",
         "p2_seed": within(limits.SEED, 42 if made.seed is None else made.seed),
         "p2_pruner": made.pruner if made.pruner in PRUNERS else "median",
         "p2_trials": within(limits.TRIALS, (target if target > finished else finished + 10) if attrs else 30),
@@ -144,7 +144,7 @@ def start_study(names: list[str]) -> None:
             storage_url=app_settings().storage_url,
             study_name=name,
             trials=max(1, remaining),
-            sampler=state["p2_sampler"],
+            sampler=state[keys.P2_SAMPLER],
             pruner=state["p2_pruner"],
             seed=int(state["p2_seed"]),
             epochs=int(state["p2_epochs"]),
@@ -186,7 +186,7 @@ def setup_form(names: list[str]) -> None:
     if state.get(keys.P2_CHOICE) not in options:
         state[keys.P2_CHOICE] = state.get(FOLLOWED) if state.get(FOLLOWED) in names else NEW_STUDY
         prefill(state[keys.P2_CHOICE], names)
-    elif "p2_sampler" not in state:  # widgets were reset (the student was on another page)
+    elif keys.P2_SAMPLER not in state:  # widgets were reset (the student was on another page)
         prefill(state[keys.P2_CHOICE], names)
     st.selectbox(
         "Study",
@@ -200,7 +200,7 @@ def setup_form(names: list[str]) -> None:
         st.text_input("Study name", key="p2_name", help="An existing name continues that study (load_if_exists).")
         left, right = st.columns(2)
         with left:
-            st.selectbox("Sampler", list(SAMPLERS), key="p2_sampler")
+            st.selectbox("Sampler", list(SAMPLERS), key=keys.P2_SAMPLER)
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in SAMPLERS.items()))
             st.number_input(
                 "Seed",
