@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial, TrialState
 from plotly.colors import sample_colorscale
 
+from . import records
 from .data import CLASS_NAMES, FEATURES
 from .review import snapshot
 from .text import plotly_figure_text, plotly_text
@@ -392,6 +394,48 @@ def overlay_figure(runs: Sequence[Mapping[str, Any]]) -> dict:
     if runs:
         layout.update(_null_line(runs[-1]["null_accuracy"]))
     return {"data": traces, "layout": layout}
+
+
+def hand_vs_machine_figure(
+    hand: Sequence[FrozenTrial], machine: Sequence[FrozenTrial], who: Callable[[FrozenTrial], str]
+) -> dict:
+    """Completed runs by hand (hover: ``who(trial)``) and Optuna's completed trials on one optimisation-history
+    plot (a Plotly dict): each as points in the order they finished, with its best-so-far line."""
+    data = []
+    for by_hand, trials, colour in ((True, hand, MANUAL_COLOUR), (False, machine, state_colour("COMPLETE"))):
+        finished = sorted(trials, key=lambda t: (t.datetime_complete or datetime.min, t.number))
+        x = list(range(1, len(finished) + 1))
+        label = "by hand" if by_hand else "Optuna"
+        hover = [plotly_text(f"{who(t) if by_hand else 'trial'} #{t.number}: {t.value:.2f}%") for t in finished]
+        marks = {"color": colour, "size": 7, "opacity": 0.6}
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "markers",
+                "name": f"{label}: each {'run' if by_hand else 'trial'}",
+                "x": x,
+                "y": [t.value for t in finished],
+                "text": hover,
+                "hoverinfo": "text",
+                "marker": marks,
+            }
+        )
+        line = {"color": colour, "width": 2.5, "shape": "hv"}
+        best = records.best_so_far(finished)
+        data.append(
+            {"type": "scatter", "mode": "lines", "name": f"{label}: best so far", "x": x, "y": best, "line": line}
+        )
+    return {
+        "data": data,
+        "layout": {
+            "title": {"text": "Hand vs machine: the class's runs and Optuna's trials"},
+            "height": 420,
+            "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
+            "legend": {"orientation": "h", "y": -0.2},
+            "xaxis": {"title": {"text": "run or trial, in the order they finished"}},
+            "yaxis": {"title": {"text": "final validation accuracy %"}},
+        },
+    }
 
 
 def _steps(trial: FrozenTrial) -> tuple[list[int], list[float]]:

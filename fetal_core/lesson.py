@@ -127,7 +127,9 @@ def _control_study_id(storage: optuna.storages.BaseStorage, create: bool) -> int
         if not create:
             return None
     optuna.create_study(storage=storage, study_name=control_study_name(), direction="maximize", load_if_exists=True)
-    return storage.get_study_id_from_name(control_study_name())
+    study_id = storage.get_study_id_from_name(control_study_name())
+    records.mark_lesson_record(storage, study_id, "control")
+    return study_id
 
 
 def class_state(storage: optuna.storages.BaseStorage) -> dict:
@@ -199,7 +201,11 @@ def _history_columns(history: Sequence[dict]) -> dict[str, list]:
 
 def hand_study(storage: optuna.storages.BaseStorage, lesson: Lesson) -> optuna.Study:
     """The lesson's by-hand study, created on first use (by whichever session records first)."""
-    return optuna.create_study(storage=storage, study_name=lesson.hand_study, direction="maximize", load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage, study_name=lesson.hand_study, direction="maximize", load_if_exists=True
+    )
+    records.mark_lesson_record(storage, storage.get_study_id_from_name(study.study_name), "by hand")
+    return study
 
 
 def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dict, nickname: str | None) -> int:
@@ -346,61 +352,11 @@ def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
     return [{"rank": r.pop("rank"), **r} for r in rows]
 
 
-def _best_so_far(values: Sequence[float]) -> list[float]:
-    best, out = -math.inf, []
-    for v in values:
-        best = max(best, v)
-        out.append(best)
-    return out
-
-
 def hand_vs_machine_figure(hand: Trials, machine: Trials) -> dict:
-    """The class's finished runs and Optuna's finished trials on one optimisation-history plot (a Plotly dict):
-    each as points in the order they finished, with its best-so-far line."""
-    from .text import plotly_text
+    """The class's finished runs (named by student) and Optuna's finished trials on one history plot."""
+    from .figures import hand_vs_machine_figure as figure
 
-    data = []
-    for label, trials, colour in (("by hand", hand, "#d62728"), ("Optuna", machine, "#1f77b4")):
-        finished = sorted(_finished(trials), key=lambda t: (t.datetime_complete or datetime.min, t.number))
-        x = list(range(1, len(finished) + 1))
-        values = [t.value for t in finished]
-        hover = [
-            plotly_text(f"{student(t) if label == 'by hand' else 'trial'} #{t.number}: {t.value:.2f}%")
-            for t in finished
-        ]
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "markers",
-                "name": f"{label}: each run" if label == "by hand" else "Optuna: each trial",
-                "x": x,
-                "y": values,
-                "text": hover,
-                "hoverinfo": "text",
-                "marker": {"color": colour, "size": 7, "opacity": 0.6},
-            }
-        )
-        data.append(
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "name": f"{label}: best so far",
-                "x": x,
-                "y": _best_so_far(values),
-                "line": {"color": colour, "width": 2.5, "shape": "hv"},
-            }
-        )
-    return {
-        "data": data,
-        "layout": {
-            "title": {"text": "Hand vs machine: the class's runs and Optuna's trials"},
-            "height": 420,
-            "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
-            "legend": {"orientation": "h", "y": -0.2},
-            "xaxis": {"title": {"text": "run or trial, in the order they finished"}},
-            "yaxis": {"title": {"text": "final validation accuracy %"}},
-        },
-    }
+    return figure(_finished(hand), _finished(machine), student)
 
 
 def _decade(value: float) -> int:

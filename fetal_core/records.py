@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 FINISHED: tuple[TrialState, ...] = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -41,6 +42,8 @@ _RACE, _RACE_RUN = "race", "race_run"  # a race study: the race's plan, and whic
 # Trial user attrs.
 _CONFIG, _HISTORY, _METRICS = "config", "history", "metrics"
 _WORKER = "worker"  # host:pid of the process that trained the trial
+_LESSON_RECORD = "lesson_record"  # on a class-mode study: "control" (the lessons) or "by hand" (Part I runs)
+LESSON_RECORD_KINDS = ("control", "by hand")
 
 
 # ---------------------------------------------------------------- trial states
@@ -191,6 +194,19 @@ def mark_race_study(study: optuna.Study, plan: Mapping[str, Any], run: RaceRunRe
     study.set_user_attr(_RACE, dict(plan))
     study.set_user_attr(_RACE_RUN, run._asdict())
     set_target_trials(study, target)  # the sidebar's progress line
+
+
+def lesson_record(attrs: Mapping[str, Any] | None) -> str | None:
+    """``"control"`` or ``"by hand"`` when the study holds class-mode records (not Optuna's trials), else None."""
+    kind = _typed(attrs, _LESSON_RECORD, str)
+    return kind if kind in LESSON_RECORD_KINDS else None
+
+
+def mark_lesson_record(storage: BaseStorage, study_id: int, kind: str) -> None:
+    """Mark a class-mode study as holding ``kind`` records, so Optuna studies never add trials to it."""
+    if kind not in LESSON_RECORD_KINDS:
+        raise ValueError(f"lesson record kind {kind!r}; one of {LESSON_RECORD_KINDS}")
+    storage.set_study_user_attr(study_id, _LESSON_RECORD, kind)
 
 
 # ---------------------------------------------------------------- trial attrs

@@ -117,8 +117,9 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def list_studies(storage: BaseStorage) -> list[StudyRow]:
-    """Every study in ``storage`` with trial counts by state, best value, start, and our recorded attrs."""
-    studies = storage.get_all_studies()
+    """Every study in ``storage`` with trial counts by state, best value, start, and our recorded attrs; not
+    class mode's control study (it holds the lessons, no trials)."""
+    studies = [s for s in storage.get_all_studies() if records.lesson_record(s.user_attrs) != "control"]
     counts = _counts(storage)
     rows = []
     for s in studies:

@@ -371,6 +371,11 @@ def open_study(plan: StudyPlan, storage: optuna.storages.BaseStorage | None = No
     )
     if study.direction != optuna.study.StudyDirection.MAXIMIZE:
         raise ConfigError(f"study '{plan.study_name}' exists but minimises; this lab maximises accuracy.")
+    if records.lesson_record(study.user_attrs):
+        raise ConfigError(
+            f"study '{plan.study_name}' holds class-mode records (students' Part I runs or the lessons), not "
+            "Optuna's trials; choose another name."
+        )
     existing = len(study.get_trials(deepcopy=False))
     if existing and plan.seed is not None:
         # Resuming: a fresh sampler with the plan's seed would redraw the first trials' points (its random

@@ -13,12 +13,10 @@ import streamlit as st
 
 from fetal_core.lesson import (
     CONTROLS,
-    HAND_SUFFIX,
     VISIBILITY,
     Lesson,
     Presets,
     check_lesson_name,
-    control_study_name,
     current_lesson,
     instructor_key,
     lesson_presets,
@@ -150,7 +148,7 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
 
 # ---------------------------------------------------------------- the class study
 with st.expander("Class study (every student's Part II follows it)", expanded=True):
-    names = [n for n in live.study_names(storage) if not n.endswith(HAND_SUFFIX) and n != control_study_name()]
+    names = live.study_names(storage, optuna_only=True)
     with st.form("instructor_class_study", border=False):
         name = st.text_input(
             "Study name (a new one, or one that exists)",

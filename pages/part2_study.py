@@ -322,7 +322,7 @@ st.caption(
     "ones early (the pruner). The study is saved in the lab's storage, so you can stop it and continue later."
 )
 try:
-    storage_names = live.study_names(configured_storage())
+    storage_names = live.study_names(configured_storage(), optuna_only=True)
 except StorageError as err:  # the instructor's FETAL_HPO_STORAGE cannot be opened
     st.error(f"The study storage is not available: {plain(err)}")
     st.stop()

@@ -21,9 +21,11 @@ from fetal_core import records
 from fetal_core.search import SearchSpace
 
 
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    """Names of the studies in the storage, newest first (a ``FrozenStudy`` sorts in creation order)."""
-    return [s.study_name for s in sorted(storage.get_all_studies(), reverse=True)]
+def study_names(storage: optuna.storages.BaseStorage, optuna_only: bool = False) -> list[str]:
+    """Names of the studies in the storage, newest first (a ``FrozenStudy`` sorts in creation order); with
+    ``optuna_only``, without class mode's record studies (lessons, runs by hand), which Optuna must not extend."""
+    studies = sorted(storage.get_all_studies(), reverse=True)
+    return [s.study_name for s in studies if not (optuna_only and records.lesson_record(s.user_attrs))]
 
 
 def read_trials(storage: optuna.storages.BaseStorage, study_name: str) -> tuple[list[FrozenTrial], dict] | None:

@@ -403,3 +403,30 @@ def test_class_study_new_lesson_and_removed_run(instructor_env, tmp_path):
     assert not at.exception, at.exception
     assert current_lesson(storage).name == "Lesson 2" and lesson_trials(storage, current_lesson(storage)) == ([], [])
     assert [(x.name, x.archived) for x in lessons(storage)] == [(DEFAULT_LESSON, True), ("Lesson 2", False)]
+
+
+def test_class_mode_record_studies_are_not_optuna_studies(sqlite_url):
+    """The lessons' control study and a by-hand study are marked: Part II and the instructor never offer them,
+    no Optuna study may add trials to them, and Results lists the by-hand runs but not the control study."""
+    from fetal_core import records
+    from fetal_core.lesson import control_study_name, save_lesson
+    from fetal_core.review import list_studies
+    from fetal_core.search import StudyPlan, open_study
+    from pages.study_live import study_names
+
+    storage = open_storage(sqlite_url)
+    lesson = current_lesson(storage)
+    record_run(storage, lesson, constructed_record(), "Ada")
+    save_lesson(storage, lesson, make_current=True)
+    optuna.create_study(storage=storage, study_name="an optuna study", direction="maximize")
+    hand, control = hand_study_name(DEFAULT_LESSON), control_study_name()
+    kinds = {s.study_name: records.lesson_record(s.user_attrs) for s in storage.get_all_studies()}
+    assert kinds == {hand: "by hand", control: "control", "an optuna study": None}
+
+    assert study_names(storage, optuna_only=True) == ["an optuna study"]
+    assert set(study_names(storage)) == set(kinds)
+    for name in (hand, control):
+        with pytest.raises(ConfigError, match="holds class-mode records"):
+            open_study(StudyPlan(sqlite_url, name, trials=1, epochs=2), storage)
+    assert len(optuna.load_study(study_name=hand, storage=storage).trials) == 1  # nothing added
+    assert sorted(r.name for r in list_studies(storage)) == sorted([hand, "an optuna study"])
