@@ -13,7 +13,8 @@ import statistics
 
 from fetal_core.config import settings
 from fetal_core.data import Dataset, load_dataset
-from fetal_core.pool import open_pool, worker_split
+from fetal_core.pool import open_pool
+from fetal_core.pool_tasks import worker_split
 from fetal_core.training import TrainConfig, train
 
 

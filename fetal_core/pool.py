@@ -6,8 +6,8 @@ Dask workers, never in the web server.
 - ``FETAL_HPO_SCHEDULER=tcp://host:port``: an existing Dask cluster, whose workers other machines started with
   ``dask worker tcp://host:port`` (same requirements, the project on ``PYTHONPATH``, the same storage URL).
 
-Work comes as jobs. A ``TrainingRun`` is one Part I run: its epochs stream back live (batched, a few per
-``FLUSH_SECONDS``, through the workers' event log: ~30 µs an event, where a ``distributed.Queue.put`` costs ~10 ms).
+Work comes as jobs. A ``TrainingRun`` is one Part I run: its epochs stream back live (``pool_tasks``, what runs on
+the workers, says how).
 A ``StudyRun`` is one or more study plans run trial by trial: one task per trial, never two trials of the same
 plan at once (a seeded study stays reproducible, and a race's runs stay sequential). A dispatcher thread hands
 each free worker slot to the job with the fewest tasks in flight, then to the one served least recently, so a
@@ -21,12 +21,10 @@ the dead process); the dispatcher FAILs the trial the dead worker left RUNNING a
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import math
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -34,23 +32,18 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
-from .data import Dataset, Split, split_dataset
+from .data import Dataset
+from .pool_tasks import TOPIC, train_task, trial_task
 from .search import (
-    StudyInterrupted,
     StudyPlan,
     StudySummary,
-    make_objective,
     open_study,
-    run_trials,
     summarize,
-    target_reached,
 )
-from .training import TrainConfig, TrainResult, train
+from .training import TrainConfig, TrainResult
 
 SCHEDULER_ENV = "FETAL_HPO_SCHEDULER"
 WORKERS_ENV = "FETAL_HPO_POOL_WORKERS"
-TOPIC = "fetal-hpo"  # the workers' event-log topic the pool subscribes to
-FLUSH_SECONDS = 0.2  # a task sends its epochs and looks at its stop event at most this often
 RUN_LEASE_SECONDS = 15.0  # a Part I page renews while it waits; a closed tab frees the slot after this
 STUDY_LEASE_SECONDS = 30.0  # the sidebar renews a study every 5 s
 CONNECT_SECONDS = 10.0
@@ -59,122 +52,6 @@ DEFAULT_TASK_SECONDS = 5.0  # queue estimate before any task has finished
 
 class PoolError(RuntimeError):
     """The compute pool cannot be started or reached (one line, for the page or the CLI)."""
-
-
-def worker_id() -> str:
-    """``host:pid`` of this process (what every trial records as its ``worker`` user attr)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# ---------------------------------------------------------------- inside a worker process
-
-_SPLITS: dict[tuple[str, bool], Split] = {}  # per worker process: the data set arrives with every task
-_STORAGES: dict[str, object] = {}
-
-
-def worker_split(data: Dataset, standardize: bool) -> Split:
-    """The notebook's split of ``data``, made once per worker process (the data set arrives with every task)."""
-    digest = hashlib.sha1(data.features.tobytes() + data.labels.tobytes()).hexdigest()
-    key = (digest, standardize)
-    if key not in _SPLITS:
-        if len(_SPLITS) >= 8:
-            _SPLITS.clear()
-        _SPLITS[key] = split_dataset(data, standardize=standardize)
-    return _SPLITS[key]
-
-
-def _storage(url: str):
-    from .storage import open_storage
-
-    if url not in _STORAGES:
-        _STORAGES[url] = open_storage(url)
-    return _STORAGES[url]
-
-
-class _Channel:
-    """A task's line to the pool: batched epochs out, the stop event in (both at most every FLUSH_SECONDS)."""
-
-    def __init__(self, job: str, stop_name: str) -> None:
-        from distributed import Event, get_worker
-
-        self.job, self.worker = job, get_worker()
-        self.key = str(self.worker.get_current_task())
-        self.stop_event = Event(stop_name)
-        self.buffer: list[dict] = []
-        self.last_flush = -math.inf
-        self.stopped = False
-
-    def send(self, kind: str, **payload) -> None:
-        sender = {"job": self.job, "task": self.key, "worker": worker_id(), "address": self.worker.address}
-        self.worker.log_event(TOPIC, sender | {"kind": kind} | payload)
-
-    def flush(self) -> None:
-        if self.buffer:
-            self.send("epochs", epochs=self.buffer)
-            self.buffer = []
-        self.last_flush = time.monotonic()
-        self.stopped = self.stopped or self.stop_event.is_set()
-
-    def epoch(self, metrics) -> bool:
-        """``train``'s per-epoch callback: queue the epoch, flush when due; True once the run must stop."""
-        self.buffer.append(metrics.to_dict())
-        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
-        return self.stopped
-
-    def should_stop(self) -> bool:
-        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
-        return self.stopped
-
-
-def train_task(job: str, config: TrainConfig, data: Dataset, stop_name: str) -> TrainResult:
-    """One Part I run on a worker, streaming its epochs; returns the result (without the network)."""
-    channel = _Channel(job, stop_name)
-    channel.send("start")
-    result = train(config, worker_split(data, config.standardize), channel.epoch)
-    channel.flush()
-    result.model = None
-    return result
-
-
-def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict:
-    """One trial of ``plan`` on a worker (the study's sampler and pruner are rebuilt from the storage)."""
-    channel = _Channel(job, stop_name)
-    study = open_study(plan, _storage(plan.storage_url))
-    from .storage import reap_stale_trials
-
-    reap_stale_trials(study)
-    if plan.shared_target and target_reached(study):
-        return {"ran": 0, "target_reached": True}
-    objective = make_objective(plan, worker_split(data, plan.standardize), channel.should_stop)
-    finished: list = []
-    started: list = []
-
-    def announced(trial):
-        started.append(trial)
-        channel.send("trial", storage=plan.storage_url, study=plan.study_name, number=trial.number)
-        return objective(trial)
-
-    try:
-        run_trials(study, announced, 1, [lambda _study, trial: finished.append(trial)])
-    except StudyInterrupted:
-        return {"ran": 0, "interrupted": True}
-    except Exception:
-        # Another process failed our trial while it ran (the pool took its worker for dead, or the storage
-        # reaped it after a heartbeat delayed by an overloaded machine): Optuna then cannot tell it. The trial
-        # is FAIL already; the study goes on.
-        if started and study.get_trials(deepcopy=False)[started[0].number].state != TrialState.RUNNING:
-            return {"ran": 0, "lost": started[0].number}
-        raise
-    trial = finished[-1] if finished else None
-    return {
-        "ran": 1,
-        "number": None if trial is None else trial.number,
-        "state": None if trial is None else trial.state.name,
-        "value": None if trial is None else trial.value,
-        "interrupted": channel.stopped,
-    }
 
 
 # ---------------------------------------------------------------- jobs (held by the server)

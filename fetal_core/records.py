@@ -19,6 +19,8 @@ Trial-state groups (each name means one thing everywhere):
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -256,9 +258,14 @@ def trial_nickname(trial: FrozenTrial) -> str | None:
     return _typed(trial.user_attrs, "nickname", str)
 
 
-def store_worker(trial: optuna.Trial, worker: str) -> None:
-    """Record the process that trains the trial (``host:pid``)."""
-    trial.set_user_attr(_WORKER, worker)
+def this_process() -> str:
+    """``host:pid`` of this process: how a trial's ``worker`` attr names the process that trained it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def store_worker(trial: optuna.Trial) -> None:
+    """Record that this process trains the trial (``this_process()``)."""
+    trial.set_user_attr(_WORKER, this_process())
 
 
 def trial_worker(trial: FrozenTrial) -> str | None:

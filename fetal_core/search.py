@@ -8,8 +8,6 @@ Streamlit Stop) is told FAIL before the exception propagates: no trial is left R
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -257,7 +255,7 @@ def make_objective(
             **plan.space.suggest(trial), epochs=plan.epochs, seed=plan.seed + trial.number, standardize=plan.standardize
         )
         records.store_config(trial, config.to_dict())
-        records.store_worker(trial, f"{socket.gethostname()}:{os.getpid()}")  # the process that trained it
+        records.store_worker(trial)  # the process that trained it
         history: list[EpochMetrics] = []
         reported: dict[int, float] = {}
         should_prune = pruning_check(trial, MEDIAN_RULE if plan.pruner == "median" else None)

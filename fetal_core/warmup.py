@@ -14,6 +14,6 @@ class WarmUp(WorkerPlugin):
     def setup(self, worker) -> None:
         import optuna
 
-        from . import pool, search, storage  # noqa: F401
+        from . import pool, pool_tasks, search, storage  # noqa: F401
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
