@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -119,11 +120,7 @@ def open_storage(
                 f"storage: '{url}' is not a supported URL (sqlite:///…, postgresql://…, mysql://…, "
                 "journal:///…, redis://…)."
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-            )
+        storage = _rdb_storage(url, engine_kwargs, heartbeat_interval, grace_period)
         if url.startswith("sqlite:///"):
             from sqlalchemy import event
 
@@ -140,6 +137,31 @@ def open_storage(
     except Exception as err:  # SQLAlchemy/driver/redis errors: one line, no traceback
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StorageError(f"storage: cannot open '{url}': {message}") from None
+
+
+TABLE_RACE_TRIES = 5
+
+
+def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_period: int):
+    """Optuna's RDB storage. Workers started at once on a new database all create Optuna's tables: the losers
+    of that race get a duplicate-table error (PostgreSQL's unique violation on ``pg_type``, SQLite's "already
+    exists") and simply try again, when the tables are there."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    tries = 0
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+                )
+        except (IntegrityError, OperationalError, ProgrammingError) as err:
+            text, tries = str(err).lower(), tries + 1
+            racing = "already exists" in text or "pg_type_typname_nsp_index" in text or "duplicate" in text
+            if not racing or tries == TABLE_RACE_TRIES:
+                raise
+            time.sleep(0.2 * tries)
 
 
 def reap_stale_trials(study: optuna.Study) -> None:
