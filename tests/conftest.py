@@ -76,6 +76,16 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/study.sqlite3"
 
 
+def cli_study_command(storage_url: str, study_name: str, *extra: str) -> list[str]:
+    """`python -m fetal_core study --storage URL --study-name NAME` followed by ``extra`` arguments."""
+    return [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", study_name, *extra]
+
+
+def start_cli_study(storage_url: str, study_name: str, *extra: str, **popen) -> subprocess.Popen:
+    """Start cli_study_command in the project folder; ``popen`` (stdout, stderr, env, text...) goes to Popen."""
+    return subprocess.Popen(cli_study_command(storage_url, study_name, *extra), cwd=ROOT, **popen)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

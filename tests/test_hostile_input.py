@@ -16,7 +16,7 @@ from fetal_core import cli, limits, records
 from fetal_core.search import SearchSpace, StudyPlan, open_study, run_study
 from fetal_core.storage import StorageError, open_storage
 from fetal_core.training import ConfigError, TrainConfig
-from tests.conftest import ROOT
+from tests.conftest import ROOT, start_cli_study
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -222,24 +222,10 @@ def test_the_page_following_a_study_fails_the_trial_of_a_killed_cli_worker(monke
 
     url = f"sqlite:///{tmp_path}/class.sqlite3"
     env = {**os.environ, "FETAL_HPO_HEARTBEAT": "1", "FETAL_HPO_DATA": str(data_path)}
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fetal_core",
-            "study",
-            "--storage",
-            url,
-            "--study-name",
-            "killed",
-            "--trials",
-            "1",
-            "--epochs",
-            "10000",
-            "--pruner",
-            "none",
-        ],
-        cwd=ROOT,
+    worker = start_cli_study(
+        url,
+        "killed",
+        *("--trials", "1", "--epochs", "10000", "--pruner", "none"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
