@@ -86,6 +86,19 @@ def start_cli_study(storage_url: str, study_name: str, *extra: str, **popen) -> 
     return subprocess.Popen(cli_study_command(storage_url, study_name, *extra), cwd=ROOT, **popen)
 
 
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NO_POSTGRES = "no PostgreSQL server answers at 127.0.0.1:5432"
+
+
+def postgres_answers() -> bool:
+    """Whether the tests' PostgreSQL server (POSTGRES_URL; CI starts it) accepts connections."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -17,10 +16,9 @@ from optuna.trial import TrialState
 
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 from fetal_core.storage import StorageError, open_storage
-from tests.conftest import start_cli_study
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, postgres_answers, start_cli_study
 
 SMALL = SearchSpace(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # Worker processes on a busy shared machine can take minutes; the waits below end as soon as their condition
 # holds, and pytest's 600 s default would cut some of them short.
 pytestmark = pytest.mark.timeout(1800)
@@ -158,15 +156,7 @@ def test_should_stop_ends_the_study_without_a_running_trial(dataset, sqlite_url)
 # ---------------------------------------------------------------- PostgreSQL: many workers, killed workers
 
 
-def postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-needs_postgres = pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL server answers at 127.0.0.1:5432")
+needs_postgres = pytest.mark.skipif(not postgres_answers(), reason=NO_POSTGRES)
 
 
 @pytest.fixture
@@ -239,7 +229,7 @@ def kill_storage(request, tmp_path):
         yield f"sqlite:///{tmp_path}/killed.sqlite3", name
         return
     if not postgres_answers():
-        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432")
+        pytest.skip(NO_POSTGRES)
     yield POSTGRES_URL, name
     try:
         optuna.delete_study(study_name=name, storage=open_storage(POSTGRES_URL))
