@@ -209,6 +209,35 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
+def made_up_history(epochs: int) -> list[dict]:
+    """A training run's per-epoch history with made-up values: validation accuracy 70 + epoch, the rest constant."""
+    return [
+        {
+            "epoch": e,
+            "train_loss": 1.0,
+            "val_loss": 1.0,
+            "val_accuracy": 70.0 + e,
+            "balanced_accuracy": 40.0,
+            "seconds": 0.01 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
+
+
+def live_part1_run(history: list[dict], number: int) -> dict:
+    """Part I's run in progress (session state ``part1_live_run``), run ``number`` of TrainConfig(epochs=400) with
+    the epochs of ``history`` done: what a script interrupted mid-training leaves behind."""
+    from fetal_core.training import TrainConfig
+
+    return {
+        "config": TrainConfig(epochs=400).to_dict(),
+        "history": history,
+        "number": number,
+        "null_accuracy": 77.8,
+        "waited_seconds": 0.0,
+    }
+
+
 def shown(markdown: str) -> str:
     """What a reader sees of Markdown made with fetal_core.text.plain: escapes and word joiners removed.
 
