@@ -76,6 +76,29 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/study.sqlite3"
 
 
+def cli_study_command(storage_url: str, study_name: str, *extra: str) -> list[str]:
+    """`python -m fetal_core study --storage URL --study-name NAME` followed by ``extra`` arguments."""
+    return [sys.executable, "-m", "fetal_core", "study", "--storage", storage_url, "--study-name", study_name, *extra]
+
+
+def start_cli_study(storage_url: str, study_name: str, *extra: str, **popen) -> subprocess.Popen:
+    """Start cli_study_command in the project folder; ``popen`` (stdout, stderr, env, text...) goes to Popen."""
+    return subprocess.Popen(cli_study_command(storage_url, study_name, *extra), cwd=ROOT, **popen)
+
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NO_POSTGRES = "no PostgreSQL server answers at 127.0.0.1:5432"
+
+
+def postgres_answers() -> bool:
+    """Whether the tests' PostgreSQL server (POSTGRES_URL; CI starts it) accepts connections."""
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -184,6 +207,35 @@ def artifacts() -> Path:
     """Where browser tests save screenshots (ignored by git)."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def made_up_history(epochs: int) -> list[dict]:
+    """A training run's per-epoch history with made-up values: validation accuracy 70 + epoch, the rest constant."""
+    return [
+        {
+            "epoch": e,
+            "train_loss": 1.0,
+            "val_loss": 1.0,
+            "val_accuracy": 70.0 + e,
+            "balanced_accuracy": 40.0,
+            "seconds": 0.01 * e,
+        }
+        for e in range(1, epochs + 1)
+    ]
+
+
+def live_part1_run(history: list[dict], number: int) -> dict:
+    """Part I's run in progress (session state ``part1_live_run``), run ``number`` of TrainConfig(epochs=400) with
+    the epochs of ``history`` done: what a script interrupted mid-training leaves behind."""
+    from fetal_core.training import TrainConfig
+
+    return {
+        "config": TrainConfig(epochs=400).to_dict(),
+        "history": history,
+        "number": number,
+        "null_accuracy": 77.8,
+        "waited_seconds": 0.0,
+    }
 
 
 def shown(markdown: str) -> str:

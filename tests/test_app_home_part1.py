@@ -18,7 +18,7 @@ from fetal_core.manual import (
     read_curve,
 )
 from fetal_core.training import ConfigError, TrainConfig, train
-from tests.conftest import ROOT, shown, wait_until
+from tests.conftest import ROOT, live_part1_run, made_up_history, shown, wait_until
 
 PART1 = "pages/part1_manual.py"
 
@@ -211,24 +211,7 @@ def test_a_busy_pool_queues_the_run_and_it_starts_once_a_worker_is_free(app_env,
 
 def test_an_interrupted_run_is_kept_as_stopped(app_env):
     at = part1()
-    history = [
-        {
-            "epoch": e,
-            "train_loss": 1.0,
-            "val_loss": 1.0,
-            "val_accuracy": 70.0 + e,
-            "balanced_accuracy": 40.0,
-            "seconds": 0.01 * e,
-        }
-        for e in (1, 2, 3)
-    ]
-    at.session_state["part1_live_run"] = {
-        "config": TrainConfig(epochs=400).to_dict(),
-        "history": history,
-        "number": 1,
-        "null_accuracy": 77.8,
-        "waited_seconds": 0.0,
-    }
+    at.session_state["part1_live_run"] = live_part1_run(made_up_history(3), number=1)
     at.run()
     [run] = at.session_state["manual_runs"]
     assert run["stopped_early"] and run["final_val_accuracy"] == 73.0 and run["best_val_accuracy"] == 73.0

@@ -4,7 +4,6 @@ trials added by a CLI worker show up on the watching page."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 
 import optuna
@@ -14,7 +13,7 @@ from optuna.trial import TrialState, create_trial
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fetal_core.storage import open_storage
-from tests.conftest import new_page, wait_until
+from tests.conftest import new_page, start_cli_study, wait_until
 
 # Each test waits for what it needs, up to minutes on a busy machine: far above pytest's 600 s default.
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
@@ -205,25 +204,10 @@ def test_cli_worker_trials_appear_on_the_watching_page(streamlit_server, chromiu
         "the followed study's progress and curves",
     )
     assert shot["traces"] == [["trial 0 (pruned)", 3, "dash"]], shot
-    cli = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fetal_core",
-            "study",
-            "--storage",
-            storage_url,
-            "--study-name",
-            "cli_study",
-            "--trials",
-            "6",
-            "--epochs",
-            "100",
-            "--pruner",
-            "none",
-            "--data",
-            str(data_path),
-        ],
+    cli = start_cli_study(
+        storage_url,
+        "cli_study",
+        *("--trials", "6", "--epochs", "100", "--pruner", "none", "--data", str(data_path)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

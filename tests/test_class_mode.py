@@ -27,7 +27,7 @@ from fetal_core.review import load_trials, trials_frame
 from fetal_core.search import SearchSpace
 from fetal_core.storage import open_storage
 from fetal_core.training import TrainConfig
-from tests.conftest import ROOT, shown, wait_until
+from tests.conftest import ROOT, live_part1_run, made_up_history, shown, wait_until
 
 PART1 = "pages/part1_manual.py"
 INSTRUCTOR = "pages/instructor.py"
@@ -197,24 +197,7 @@ def test_every_finished_or_stopped_part1_run_lands_in_the_lesson_study(app_env, 
     at.slider(key="part1_epochs_slider").set_value(3)
     at.button(key="part1_train").click().run()
     assert not at.exception, at.exception
-    history = [
-        {
-            "epoch": e,
-            "train_loss": 1.0,
-            "val_loss": 1.0,
-            "val_accuracy": 70.0 + e,
-            "balanced_accuracy": 40.0,
-            "seconds": 0.01 * e,
-        }
-        for e in (1, 2)
-    ]
-    at.session_state["part1_live_run"] = {
-        "config": TrainConfig(epochs=400).to_dict(),
-        "history": history,
-        "number": 2,
-        "null_accuracy": 77.8,
-        "waited_seconds": 0.0,
-    }
+    at.session_state["part1_live_run"] = live_part1_run(made_up_history(2), number=2)
     at.run()  # a run whose script was interrupted mid-training: kept as stopped, and recorded as such
     assert not at.exception, at.exception
 

@@ -16,9 +16,7 @@ from fetal_core import cli, limits, records
 from fetal_core.search import SearchSpace, StudyPlan, open_study, run_study
 from fetal_core.storage import StorageError, open_storage
 from fetal_core.training import ConfigError, TrainConfig
-from tests.conftest import ROOT
-
-POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+from tests.conftest import POSTGRES_URL, ROOT, start_cli_study
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -160,13 +158,13 @@ def test_a_plain_postgresql_url_works_with_optuna_itself():
     if not postgres_available():
         pytest.fail("PostgreSQL at 127.0.0.1:5432 is required for this test (CI starts it).")
     name = f"plain-url-{uuid.uuid4().hex[:8]}"
-    study = optuna.create_study(storage=open_storage(POSTGRES), study_name=name, direction="maximize")
+    study = optuna.create_study(storage=open_storage(POSTGRES_URL), study_name=name, direction="maximize")
     study.enqueue_trial({"x": 1.0})
     try:
-        loaded = optuna.load_study(study_name=name, storage=POSTGRES)
+        loaded = optuna.load_study(study_name=name, storage=POSTGRES_URL)
         assert loaded.study_name == name
     finally:
-        optuna.delete_study(study_name=name, storage=POSTGRES)
+        optuna.delete_study(study_name=name, storage=POSTGRES_URL)
 
 
 # ---------------------------------------------------------------- two sessions, one target
@@ -222,24 +220,10 @@ def test_the_page_following_a_study_fails_the_trial_of_a_killed_cli_worker(monke
 
     url = f"sqlite:///{tmp_path}/class.sqlite3"
     env = {**os.environ, "FETAL_HPO_HEARTBEAT": "1", "FETAL_HPO_DATA": str(data_path)}
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "fetal_core",
-            "study",
-            "--storage",
-            url,
-            "--study-name",
-            "killed",
-            "--trials",
-            "1",
-            "--epochs",
-            "10000",
-            "--pruner",
-            "none",
-        ],
-        cwd=ROOT,
+    worker = start_cli_study(
+        url,
+        "killed",
+        *("--trials", "1", "--epochs", "10000", "--pruner", "none"),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

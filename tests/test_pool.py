@@ -21,7 +21,7 @@ from fetal_core.pool import PoolError, open_pool
 from fetal_core.search import SearchSpace, StudyPlan
 from fetal_core.storage import open_storage
 from fetal_core.training import TrainConfig
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import ROOT, cli_study_command, free_port, wait_until
 
 SMALL = SearchSpace(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
 LONG_RUN = TrainConfig(hidden_layers=(64, 64), batch_size=8, epochs=10_000)
@@ -273,22 +273,7 @@ def test_the_cli_trains_every_trial_on_the_cluster_it_is_pointed_at(tmp_path, da
     try:
         env = dict(os.environ, FETAL_HPO_SCHEDULER=f"tcp://127.0.0.1:{port}", FETAL_HPO_DATA=str(data_path))
         done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fetal_core",
-                "study",
-                "--storage",
-                url,
-                "--study-name",
-                name,
-                "--trials",
-                "3",
-                "--epochs",
-                "3",
-                "--depth",
-                "2",
-            ],
+            cli_study_command(url, name, "--trials", "3", "--epochs", "3", "--depth", "2"),
             cwd=ROOT,
             env=env,
             capture_output=True,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import socket
 import sqlite3
 import sys
 import time
@@ -22,6 +21,7 @@ from benchmarks.results_render import build_study, synthetic_trials
 from fetal_core import insights, records, review
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 from fetal_core.storage import open_storage
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, postgres_answers
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -120,14 +120,6 @@ def away_from_utc(monkeypatch):
     time.tzset()
 
 
-def postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def rdb_url_and_prefix(request, tmp_path):
     """A SQLite file, or the real PostgreSQL server's `test` database with unique study names (deleted after)."""
@@ -135,8 +127,8 @@ def rdb_url_and_prefix(request, tmp_path):
         yield f"sqlite:///{tmp_path}/every_kind.sqlite3", ""
         return
     if not postgres_answers():
-        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432")
-    url, prefix = "postgresql://postgres@127.0.0.1:5432/test", f"pytest-{uuid.uuid4().hex[:12]}-"
+        pytest.skip(NO_POSTGRES)
+    url, prefix = POSTGRES_URL, f"pytest-{uuid.uuid4().hex[:12]}-"
     yield url, prefix
     storage = open_storage(url)
     for study in storage.get_all_studies():

@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 
@@ -18,10 +16,9 @@ from optuna.trial import TrialState
 
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 from fetal_core.storage import StorageError, open_storage
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, postgres_answers, start_cli_study
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = SearchSpace(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
-POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 # Worker processes on a busy shared machine can take minutes; the waits below end as soon as their condition
 # holds, and pytest's 600 s default would cut some of them short.
 pytestmark = pytest.mark.timeout(1800)
@@ -159,15 +156,7 @@ def test_should_stop_ends_the_study_without_a_running_trial(dataset, sqlite_url)
 # ---------------------------------------------------------------- PostgreSQL: many workers, killed workers
 
 
-def postgres_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-needs_postgres = pytest.mark.skipif(not postgres_answers(), reason="no PostgreSQL server answers at 127.0.0.1:5432")
+needs_postgres = pytest.mark.skipif(not postgres_answers(), reason=NO_POSTGRES)
 
 
 @pytest.fixture
@@ -181,27 +170,24 @@ def postgres_study():
         pass
 
 
-def cli_study(study_name: str, data_path, *extra: str) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "fetal_core",
-        "study",
-        "--storage",
-        POSTGRES_URL,
-        "--study-name",
+def cli_study(storage_url: str, study_name: str, data_path, *extra: str) -> subprocess.Popen:
+    """A CLI study worker on the data set, its stdout and stderr piped as text (for communicate())."""
+    return start_cli_study(
+        storage_url,
         study_name,
         "--data",
         str(data_path),
         *extra,
-    ]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @needs_postgres
 def test_four_worker_processes_share_one_postgres_study(data_path, postgres_study):
     workers = [
-        cli_study(postgres_study, data_path, "--trials", "10", "--epochs", "3", "--depth", "2", "--json")
+        cli_study(POSTGRES_URL, postgres_study, data_path, "--trials", "10", "--epochs", "3", "--depth", "2", "--json")
         for _ in range(4)
     ]
     outputs = []
@@ -225,24 +211,8 @@ def test_four_worker_processes_share_one_postgres_study(data_path, postgres_stud
 
 
 def cli_worker(storage_url: str, study_name: str, data_path, *extra: str) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "fetal_core",
-        "study",
-        "--storage",
-        storage_url,
-        "--study-name",
-        study_name,
-        "--data",
-        str(data_path),
-        "--depth",
-        "2",
-        "--pruner",
-        "none",
-        *extra,
-    ]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """cli_study on a small space with no pruner (depth 2, --pruner none): the killed-worker tests' worker."""
+    return cli_study(storage_url, study_name, data_path, "--depth", "2", "--pruner", "none", *extra)
 
 
 def run_cli_worker(storage_url: str, study_name: str, data_path, *extra: str) -> None:
@@ -259,7 +229,7 @@ def kill_storage(request, tmp_path):
         yield f"sqlite:///{tmp_path}/killed.sqlite3", name
         return
     if not postgres_answers():
-        pytest.skip("no PostgreSQL server answers at 127.0.0.1:5432")
+        pytest.skip(NO_POSTGRES)
     yield POSTGRES_URL, name
     try:
         optuna.delete_study(study_name=name, storage=open_storage(POSTGRES_URL))
