@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +98,22 @@ def postgres_answers() -> bool:
             return True
     except OSError:
         return False
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database (dropped afterwards); skips without a server."""
+    if not postgres_answers():
+        pytest.skip(NO_POSTGRES)
+    import psycopg
+
+    name = f"pytest_{uuid.uuid4().hex[:12]}"
+    admin = "postgresql://postgres@127.0.0.1:5432/postgres"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 import uuid
 
@@ -16,7 +17,7 @@ from optuna.trial import TrialState
 
 from fetal_core.search import SearchSpace, StudyPlan, run_study
 from fetal_core.storage import StorageError, open_storage
-from tests.conftest import NO_POSTGRES, POSTGRES_URL, postgres_answers, start_cli_study
+from tests.conftest import NO_POSTGRES, POSTGRES_URL, ROOT, postgres_answers, start_cli_study
 
 SMALL = SearchSpace(depth=2, min_units=8, max_units=32, min_batch=64, max_batch=128)
 # Worker processes on a busy shared machine can take minutes; the waits below end as soon as their condition
@@ -277,3 +278,23 @@ def test_a_new_worker_fails_the_trial_of_a_killed_worker_after_the_grace_period(
     assert trials[killed.number].intermediate_values  # what it reported before the kill is kept
     assert TrialState.RUNNING not in [t.state for t in trials]
     assert [t.state for t in trials if t.number != killed.number] == [TrialState.COMPLETE] * (len(trials) - 1)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_workers_started_at_once_on_a_new_database_all_open_it(kind, tmp_path, request):
+    """Four processes open the same new database at the same instant: each creates Optuna's tables, the
+    losers of that race retry instead of failing (without the retry one or more failed in 5 of 5 tries)."""
+    url = f"sqlite:///{tmp_path}/new.sqlite3" if kind == "sqlite" else request.getfixturevalue("fresh_postgres_url")
+    start = time.time() + 5  # after every interpreter has started and imported the storage module
+    code = (
+        "import time\nfrom fetal_core.storage import open_storage\n"
+        f"while time.time() < {start}: time.sleep(0.001)\nopen_storage({url!r})\nprint('opened')"
+    )
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    results = [(w.wait(timeout=300), *w.communicate()) for w in workers]
+    assert [(code, out.strip()) for code, out, _ in results] == [(0, "opened")] * 4, [e[-300:] for *_, e in results]
