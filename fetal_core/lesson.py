@@ -292,6 +292,9 @@ def lesson_trials(storage: optuna.storages.BaseStorage, lesson: Lesson) -> tuple
 
 
 NO_NICKNAME = "(no nickname)"
+# The leaderboard's columns (the keys of leaderboard_rows' rows, in order)
+BOARD_COLUMNS = ("rank", "student", "best accuracy %", "runs", "finished", "hidden layers", "batch", "optimiser",
+                 "lr", "weight decay", "scheduler", "standardised", "epochs", "run")  # fmt: skip
 Trials = Sequence[optuna.trial.FrozenTrial]
 
 
@@ -316,7 +319,8 @@ def _layers(trial: optuna.trial.FrozenTrial) -> list[int]:
 
 
 def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
-    """One row per student: their best finished run (rank, accuracy, settings) and how many runs they made."""
+    """One row per student: their best finished run (rank, accuracy, settings) and how many runs they made
+    (the keys are ``BOARD_COLUMNS``; a student without a finished run has the first five)."""
     by_student: dict[str, list] = {}
     for trial in hand:
         by_student.setdefault(student(trial), []).append(trial)

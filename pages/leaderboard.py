@@ -5,6 +5,7 @@ redraws when a run lands."""
 import streamlit as st
 
 from fetal_core.lesson import (
+    BOARD_COLUMNS,
     board_fingerprint,
     current_lesson,
     findings,
@@ -83,9 +84,12 @@ with st.container(key="board_lesson"):
         )
     )
 with st.container(key="board_table"):
-    if board["rows"]:
-        st.table(board["rows"], hide_index=True)  # static: cheap for the browser, text in the page
-    else:
+    # Static: cheap for the browser, text in the page. Drawn from the first look on, empty (its columns) until a run
+    # lands: the browser then loads Streamlit's table code (a dozen scripts) when the page opens, not at the moment
+    # the lesson's first run lands on every open leaderboard at once (that load made the first run reach a board
+    # 0.4-1.3 s later than the next ones on a busy 2-core server; tests/test_browser_class.py).
+    st.table(board["rows"] or {column: [] for column in BOARD_COLUMNS}, hide_index=True)
+    if not board["rows"]:
         st.info("No run yet: train one in Part I and it appears here.")
 st.plotly_chart(board["figure"], key="board_history")
 with st.container(key="board_findings"):

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
 from fetal_core.lesson import (
+    BOARD_COLUMNS,
     DEFAULT_LESSON,
     Presets,
     check_nickname,
@@ -225,6 +226,7 @@ def test_leaderboard_ranks_each_students_best_run_and_computes_findings(app_env,
 
     at = app(page="pages/leaderboard.py")
     [table] = [d.value for d in at.table if "student" in d.value.columns]
+    assert tuple(table.columns) == BOARD_COLUMNS
     assert list(table["student"]) == ["Bob", "Ada", "Cy", "(no nickname)", "Dee"]
     assert list(table["best accuracy %"])[:4] == [90.0, 88.5, 79.0, 61.0]
     assert list(table["runs"]) == [1, 2, 1, 1, 1]
@@ -242,6 +244,14 @@ def test_leaderboard_ranks_each_students_best_run_and_computes_findings(app_env,
         return list(table["student"])[:2] == ["Cy", "Bob"] and list(table["best accuracy %"])[0] == 93.0
 
     wait_until(board_top, "the new run on the leaderboard", timeout=60)
+
+
+def test_an_empty_leaderboard_draws_its_table_from_the_first_look(app_env):
+    """Its columns and no row (so the browser loads the table's code with the page), and says why it is empty."""
+    at = app(page="pages/leaderboard.py")
+    [table] = [d.value for d in at.table]
+    assert tuple(table.columns) == BOARD_COLUMNS and len(table) == 0
+    assert any("No run yet" in i.value for i in at.info)
 
 
 def test_findings_name_what_the_top_runs_share_and_what_nobody_tried(sqlite_url):
