@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-import uuid
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -27,7 +26,6 @@ from tests.test_browser_pool import POOL_START_SECONDS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 STUDENTS = ("Ada", "Grace")
 FIXED_CONTROL, FIXED_LABEL, FIXED_VALUE = "optimizer", "optimiser", "SGD"  # the default is Adam
 LATENCY_LIMIT_SECONDS = 2.0  # issue 13: a finished run is on every open leaderboard within 2 s
@@ -63,30 +61,13 @@ RECORD_BOARD_CELLS = """() => {
 
 
 @pytest.fixture
-def postgres_url() -> str:
-    """A fresh database on the local PostgreSQL for this test (dropped afterwards); skipped without a server."""
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as err:
-        pytest.skip(f"no PostgreSQL at {PG_SERVER}: {str(err).strip().splitlines()[0]}")
-    name = f"fetal_class_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{PG_SERVER}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def class_server(tmp_path, data_path, postgres_url, monkeypatch):
+def class_server(tmp_path, data_path, fresh_postgres_url, monkeypatch):
     """The app on that database with an instructor key; stopped (before the database is dropped) at the end."""
     key = secrets.token_urlsafe(18)
     monkeypatch.setenv(CLASS_ENV, "Browser class")  # the server's and this process's study names agree
-    env = {"FETAL_HPO_DATA": str(data_path), "FETAL_HPO_STORAGE": postgres_url, "FETAL_HPO_INSTRUCTOR_KEY": key}
+    env = {"FETAL_HPO_DATA": str(data_path), "FETAL_HPO_STORAGE": fresh_postgres_url, "FETAL_HPO_INSTRUCTOR_KEY": key}
     server = StreamlitServer(env, tmp_path / "streamlit.log")
-    yield server, key, postgres_url
+    yield server, key, fresh_postgres_url
     server.stop()
 
 
