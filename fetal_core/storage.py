@@ -144,8 +144,8 @@ TABLE_RACE_TRIES = 5
 
 def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_period: int):
     """Optuna's RDB storage. Workers started at once on a new database all create Optuna's tables: the losers
-    of that race get a duplicate-table error (PostgreSQL's unique violation on ``pg_type``, SQLite's "already
-    exists") and simply try again, when the tables are there."""
+    of that race get an integrity error (a unique key such as PostgreSQL's ``pg_type`` or the alembic version
+    row) or "already exists", and simply try again, when the tables are there."""
     from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     tries = 0
@@ -157,8 +157,8 @@ def _rdb_storage(url: str, engine_kwargs: dict, heartbeat_interval: int, grace_p
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval, grace_period=grace_period
                 )
         except (IntegrityError, OperationalError, ProgrammingError) as err:
-            text, tries = str(err).lower(), tries + 1
-            racing = "already exists" in text or "pg_type_typname_nsp_index" in text or "duplicate" in text
+            tries += 1
+            racing = isinstance(err, IntegrityError) or "already exists" in str(err).lower()
             if not racing or tries == TABLE_RACE_TRIES:
                 raise
             time.sleep(0.2 * tries)
