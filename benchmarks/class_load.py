@@ -117,10 +117,29 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def pin_browser(cpus: set[int] | None) -> None:
+    """Keep Chromium's processes (browser, zygotes, renderers) on ``cpus``: students' browsers run on their own
+    machines; on one machine, the nearest is to keep them off the cores the server and its pool may use."""
+    if not cpus:
+        return
+    for pid in descendants(os.getpid()):
+        try:
+            if "chrom" not in Path(f"/proc/{pid}/comm").read_text():
+                continue
+            for thread in Path(f"/proc/{pid}/task").iterdir():  # affinity is per thread; new ones inherit it
+                os.sched_setaffinity(int(thread.name), cpus)
+        except OSError:  # ended meanwhile
+            pass
+
+
+BROWSER_CPUS: set[int] | None = None  # --browser-cpus
+
+
 def new_student(browser, throttle: float):
     """A page in its own browser context (its own Streamlit session), renderer throttled."""
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     page = context.new_page()
+    pin_browser(BROWSER_CPUS)
     page.set_default_timeout(WAIT_MS)
     if throttle > 1:
         context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": throttle})
@@ -509,6 +528,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the one and four phases")
     parser.add_argument("--epochs", type=int, default=CONFIG.epochs, help="epochs of the one and four phases' run")
     parser.add_argument("--throttle", type=float, default=4.0, help="renderer CPU throttling rate (1: none)")
+    parser.add_argument(
+        "--browser-cpus",
+        default="0",
+        help="CPUs Chromium may use, e.g. 0 or 0,1 ('' for all): students' browsers are not on the server",
+    )
     parser.add_argument("--workers", type=int, help="embedded pool workers (default: $FETAL_HPO_POOL_WORKERS or cores)")
     parser.add_argument("--part1", type=int, default=20, help="class: Part I sessions")
     parser.add_argument("--part1-epochs", type=int, default=CONFIG.epochs)
@@ -521,6 +545,8 @@ def main() -> None:
     parser.add_argument("--race-seeds", type=int, default=1)
     parser.add_argument("--class-timeout", type=float, default=3600)
     args = parser.parse_args()
+    global BROWSER_CPUS
+    BROWSER_CPUS = {int(c) for c in args.browser_cpus.split(",") if c.strip()} or None
     if args.workers:
         os.environ["FETAL_HPO_POOL_WORKERS"] = str(args.workers)
     os.chdir(ROOT)
@@ -529,12 +555,14 @@ def main() -> None:
     phases = ["one", "four", "class"] if args.phase == "all" else [args.phase]
     print(
         f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before; renderer throttle "
-        f"{args.throttle:g}x; phases {', '.join(phases)}",
+        f"{args.throttle:g}x; Chromium on CPUs {sorted(BROWSER_CPUS) if BROWSER_CPUS else 'all'}; phases "
+        f"{', '.join(phases)}",
         flush=True,
     )
     lines: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        pin_browser(BROWSER_CPUS)
         try:
             for phase in phases:
                 workdir = Path(tempfile.mkdtemp(prefix=f"class_load_{phase}_"))

@@ -67,6 +67,7 @@ class _Task:
     address: str | None = None
     worker: str | None = None
     trial: tuple[str, str, int] | None = None  # (storage URL, study, number) once the trial exists
+    abandoned: list[tuple[str | None, tuple[str, str, int]]] = field(default_factory=list)  # (worker, trial)
 
 
 @dataclass(eq=False)
@@ -383,6 +384,11 @@ class Pool:
                 return
             task = next((t for t in job.tasks if str(t.future.key) == message.get("task")), None)
             kind = message.get("kind")
+            if task is not None and task.trial is not None and task.address not in (None, message["address"]):
+                # Dask reruns the task of a worker that died, possibly before the dispatcher saw it die: the
+                # dead worker's trial is still RUNNING; the dispatcher fails it.
+                task.abandoned.append((task.worker, task.trial))
+                task.trial = None
             if isinstance(job, TrainingRun):
                 if kind == "start":
                     if job.worker is not None and job.worker != message["worker"]:
@@ -485,26 +491,30 @@ class Pool:
         """A task whose worker vanished left its trial RUNNING: FAIL it now (Dask reruns the task elsewhere)."""
         for job in list(self._jobs):
             for task in list(job.tasks):
-                if task.address is None or task.address in self._live_workers:
-                    continue
-                if task.address not in self._seen_workers:
-                    continue  # joined after the last look: not dead, new
-                if task.trial is not None:
-                    url, study_name, number = task.trial
-                    try:
-                        storage = self._storage(url)
-                        study_id = storage.get_study_id_from_name(study_name)
-                        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
-                        if storage.get_trial(trial_id).state == TrialState.RUNNING:
-                            storage.set_trial_state_values(trial_id, TrialState.FAIL)
-                    except Exception as err:  # the storage's own heartbeat reaping catches it later
-                        job.notices.append(f"trial {number}: could not mark it failed yet ({err})")
-                    job.notices.append(
-                        f"trial {number} of {study_name} failed: its worker {task.worker} stopped; "
-                        "the pool replaced it and the study goes on"
-                    )
                 with self._lock:
-                    task.address, task.trial = None, None  # the rerun reports its own worker
+                    lost, task.abandoned = task.abandoned, []
+                    dead = task.address is not None and task.address not in self._live_workers
+                    if dead and task.address in self._seen_workers:  # (one that joined after the last look is new)
+                        if task.trial is not None:
+                            lost.append((task.worker, task.trial))
+                        task.address, task.trial = None, None  # the rerun reports its own worker
+                for worker, trial in lost:
+                    self._fail_lost_trial(job, worker, trial)
+
+    def _fail_lost_trial(self, job: Job, worker: str | None, trial: tuple[str, str, int]) -> None:
+        url, study_name, number = trial
+        try:
+            storage = self._storage(url)
+            study_id = storage.get_study_id_from_name(study_name)
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            if storage.get_trial(trial_id).state == TrialState.RUNNING:
+                storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except Exception as err:  # the storage's own heartbeat reaping catches it later
+            job.notices.append(f"trial {number}: could not mark it failed yet ({err})")
+        job.notices.append(
+            f"trial {number} of {study_name} failed: its worker {worker} stopped; the pool replaced it and the "
+            "study goes on"
+        )
 
 
 def open_pool(address: str | None = None, workers: int | None = None) -> Pool:

@@ -13,6 +13,7 @@ class WarmUp(WorkerPlugin):
 
     def setup(self, worker) -> None:
         import optuna
+        import sklearn.model_selection  # noqa: F401 (a task's first data split would import it: ~0.7 s)
 
         from . import pool, pool_tasks, search, storage  # noqa: F401
 

@@ -3,6 +3,8 @@ and the lesson in the configured storage. The logic lives in ``fetal_core.lesson
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import streamlit as st
 
 from fetal_core.lesson import (
@@ -20,7 +22,7 @@ from fetal_core.text import plain
 from pages import keys
 from pages.common import app_settings, configured_storage
 
-RECORD_ERROR_KEY = "lesson_record_error"  # session_state: why the last run could not be recorded
+RECORDING_KEY = "lesson_recording"  # session_state: (run label, Future) of the run being written to the storage
 NICK_KEY = "nickname"  # session_state: this browser session's checked nickname
 NICK_QUERY = "nick"  # URL query parameter that keeps it across a reload
 
@@ -82,19 +84,38 @@ def nickname_sidebar() -> None:
         st.query_params.from_dict({**st.query_params.to_dict(), NICK_QUERY: nick})  # a reload keeps it
 
 
-def record_in_lesson(record: dict) -> None:
-    """Add a finished or stopped Part I run to the current lesson's by-hand study (the class leaderboard).
+@st.cache_resource(show_spinner=False)
+def _recorder() -> ThreadPoolExecutor:
+    """The server's threads that write finished runs to the storage (a write is mostly waiting on the database)."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="lesson-record")
 
-    Called while a Stop may be unwinding the page, so it draws nothing: a storage error is kept in
-    ``RECORD_ERROR_KEY`` for the page to show, and the run stays in the session's history either way.
-    """
+
+def _record(storage, record: dict, nick: str | None) -> None:
+    record_run(storage, current_lesson(storage), record, nick)
+
+
+def record_in_lesson(record: dict) -> None:
+    """Start adding a finished or stopped Part I run to the current lesson's by-hand study (the class
+    leaderboard); ``finish_recording`` waits for it. The write (~0.5 s: one row per epoch) runs while the page
+    draws the run. Draws nothing: this may run while a Stop is unwinding the page."""
     try:
-        storage = configured_storage()
-        record_run(storage, current_lesson(storage), record, nickname())
-    except Exception as err:  # the storage is down or busy: Part I keeps working without the leaderboard
-        st.session_state[RECORD_ERROR_KEY] = f"{record.get('label', 'This run')} is not on the leaderboard: {err}"
-    else:
-        st.session_state.pop(RECORD_ERROR_KEY, None)
+        future = _recorder().submit(_record, configured_storage(), record, nickname())
+    except Exception as err:  # the storage cannot be opened: Part I keeps working without the leaderboard
+        future = Future()
+        future.set_exception(err)
+    st.session_state[RECORDING_KEY] = (record.get("label") or "This run", future)
+
+
+def finish_recording() -> None:
+    """Wait for the run being recorded, if any, and say so when it could not be (it stays in this session)."""
+    held = st.session_state.pop(RECORDING_KEY, None)
+    if held is None:
+        return
+    label, future = held
+    try:
+        future.result(timeout=120)
+    except Exception as err:  # the storage is down or busy
+        st.warning(plain(f"{label} is not on the leaderboard: {err}", 300))
 
 
 PRESETS_TTL_SECONDS = 2.0  # a change of presets reaches every student's next Part I run within 2 s

@@ -19,7 +19,7 @@ from fetal_core.manual import (
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from pages import keys
-from pages.class_mode import RECORD_ERROR_KEY, lesson_presets_now, nickname_query
+from pages.class_mode import finish_recording, lesson_presets_now, nickname_query
 from pages.common import current_dataset, enter_through_app
 from pages.manual_support import (
     curve_figure,
@@ -283,9 +283,6 @@ with chart_column:
         train_live(config, data, chart, status, stop_slot)
         stop_slot.empty()
 
-record_error = st.session_state.pop(RECORD_ERROR_KEY, None)
-if record_error:
-    st.warning(plain(record_error, 300))
 runs = session_runs()
 if not runs:
     status.caption("Press **Train** to start; the curve draws here while the network learns.")
@@ -294,8 +291,6 @@ if not runs:
 
 latest = runs[-1]
 status.markdown(f"**{latest['label']}** · {len(latest['history'])} epoch(s) trained")
-latest_figure = curve_figure(latest["history"], latest["null_accuracy"], latest["config"]["epochs"], latest["label"])
-chart.plotly_chart(latest_figure)
 st.divider()
 with st.container(key="part1_result"):
     labels = [r["label"] for r in runs]
@@ -304,6 +299,10 @@ with st.container(key="part1_result"):
         st.session_state[keys.PART1_DETAIL_RUN] = labels[-1]
     chosen = st.selectbox("Show the details of", labels[::-1], key=keys.PART1_DETAIL_RUN)
     show_run(runs[labels.index(chosen)])
+# The final curve after the numbers: the browser paints the metrics first, then re-draws the chart above them.
+latest_figure = curve_figure(latest["history"], latest["null_accuracy"], latest["config"]["epochs"], latest["label"])
+chart.plotly_chart(latest_figure)
 st.divider()
 with st.container(key="part1_history"):
     show_history(runs)
+finish_recording()  # the run is on the leaderboard before this page run ends
