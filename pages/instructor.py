@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from fetal_core import live
 from fetal_core.lesson import (
     CONTROLS,
     VISIBILITY,
@@ -30,7 +31,6 @@ from fetal_core.search import StudyPlan, check_study_name, open_study
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS
 from pages import keys
-from pages import study_live as live
 from pages.class_mode import is_instructor, lock, unlock_with_typed_key
 from pages.common import app_settings, configured_storage, enter_through_app
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import streamlit as st
 from optuna.trial import TrialState
 
-from fetal_core import figures, limits, records, review
+from fetal_core import figures, limits, live, records, review
 from fetal_core.config import DEFAULT_STUDY_NAME
 from fetal_core.pruning import PRUNERS
 from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, open_study
@@ -19,7 +19,6 @@ from fetal_core.storage import StorageError
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from pages import keys
-from pages import study_live as live
 from pages.class_mode import preselect_class_study
 from pages.common import (
     app_settings,

@@ -11,8 +11,7 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 from streamlit.testing.v1 import AppTest
 
-from fetal_core import figures, review
-from pages import study_live as live
+from fetal_core import figures, live, review
 from tests.conftest import median_pruning_replayed, shown, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent

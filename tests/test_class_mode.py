@@ -403,9 +403,9 @@ def test_class_mode_record_studies_are_not_optuna_studies(sqlite_url):
     no Optuna study may add trials to them, and Results lists the by-hand runs but not the control study."""
     from fetal_core import records
     from fetal_core.lesson import control_study_name, save_lesson
+    from fetal_core.live import study_names
     from fetal_core.review import list_studies
     from fetal_core.search import StudyPlan, open_study
-    from pages.study_live import study_names
 
     storage = open_storage(sqlite_url)
     lesson = current_lesson(storage)

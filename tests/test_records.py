@@ -255,3 +255,11 @@ def test_session_state_keys_are_constants():
         allowed = f"(?!{own[name]})" if name in own else ""
         literal = re.compile(rf'(?:session_state|\bstate)(?:\.(?:get|pop|setdefault)\(|\[)\s*"{allowed}')
         assert not literal.findall(text), f"{name} uses a session_state key literal"
+
+
+def test_pages_hold_only_streamlit_code():
+    """Code that draws nothing lives in fetal_core (tested on its own); pages/ holds pages and their widgets."""
+    plain_modules = {"pages/__init__.py", "pages/keys.py"}  # the package marker and the session-state keys
+    for name, text in _code().items():
+        if name.startswith("pages/") and name not in plain_modules:
+            assert "import streamlit as st" in text, f"{name} draws nothing: move it to fetal_core"

@@ -17,8 +17,8 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from fetal_core import records
-from fetal_core.search import SearchSpace
+from . import records
+from .search import SearchSpace
 
 
 def study_names(storage: optuna.storages.BaseStorage, optuna_only: bool = False) -> list[str]:
