@@ -22,14 +22,12 @@ from fetal_core.text import plain
 from pages import keys
 from pages.common import app_settings, configured_storage
 
-RECORDING_KEY = "lesson_recording"  # session_state: (run label, Future) of the run being written to the storage
-NICK_KEY = "nickname"  # session_state: this browser session's checked nickname
 NICK_QUERY = "nick"  # URL query parameter that keeps it across a reload
 
 
 def nickname() -> str | None:
     """This session's nickname (always one that passed ``check_nickname``), or None."""
-    return st.session_state.get(NICK_KEY)
+    return st.session_state.get(keys.NICKNAME)
 
 
 def nickname_query() -> dict[str, str]:
@@ -39,7 +37,7 @@ def nickname_query() -> dict[str, str]:
 
 
 def _change_nickname() -> None:
-    st.session_state.pop(NICK_KEY, None)
+    st.session_state.pop(keys.NICKNAME, None)
     if NICK_QUERY in st.query_params:
         del st.query_params[NICK_QUERY]
 
@@ -47,7 +45,7 @@ def _change_nickname() -> None:
 def _take_typed_nickname() -> None:
     """The nickname form's submit: keep a valid nickname, or the error to show (never the typed text as Markdown)."""
     try:
-        st.session_state[NICK_KEY] = check_nickname(st.session_state.get(keys.NICK_INPUT, ""))
+        st.session_state[keys.NICKNAME] = check_nickname(st.session_state.get(keys.NICK_INPUT, ""))
     except ConfigError as err:
         st.session_state[keys.NICK_ERROR] = str(err)
 
@@ -63,7 +61,7 @@ def nickname_sidebar() -> None:
                 st.error(f"Ignored the nickname in the link: {plain(err)}")
                 del st.query_params[NICK_QUERY]
             else:
-                st.session_state[NICK_KEY] = nick
+                st.session_state[keys.NICKNAME] = nick
         if nick is None:
             with st.form("nick_form", border=False):
                 st.text_input(
@@ -103,12 +101,12 @@ def record_in_lesson(record: dict) -> None:
     except Exception as err:  # the storage cannot be opened: Part I keeps working without the leaderboard
         future = Future()
         future.set_exception(err)
-    st.session_state[RECORDING_KEY] = (record.get("label") or "This run", future)
+    st.session_state[keys.LESSON_RECORDING] = (record.get("label") or "This run", future)
 
 
 def finish_recording() -> None:
     """Wait for the run being recorded, if any, and say so when it could not be (it stays in this session)."""
-    held = st.session_state.pop(RECORDING_KEY, None)
+    held = st.session_state.pop(keys.LESSON_RECORDING, None)
     if held is None:
         return
     label, future = held
@@ -136,26 +134,24 @@ def lesson_presets_now() -> Presets:
 
 # ---------------------------------------------------------------- the instructor
 
-INSTRUCTOR_TOKEN_KEY = "instructor_token"  # session_state: a keyed hash of the key, never the key itself
-
 
 def is_instructor() -> bool:
     """Whether this session entered the server's instructor key (re-checked at every action)."""
-    return token_valid(st.session_state.get(INSTRUCTOR_TOKEN_KEY))
+    return token_valid(st.session_state.get(keys.INSTRUCTOR_TOKEN))
 
 
 def unlock_with_typed_key() -> None:
     """The key form's submit: keep the session token on a match; forget what was typed either way."""
     typed = st.session_state.pop(keys.INSTRUCTOR_KEY_INPUT, "")
     if key_matches(typed):
-        st.session_state[INSTRUCTOR_TOKEN_KEY] = session_token()
+        st.session_state[keys.INSTRUCTOR_TOKEN] = session_token()
     else:
-        st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
+        st.session_state.pop(keys.INSTRUCTOR_TOKEN, None)
         st.session_state[keys.INSTRUCTOR_REFUSED] = True
 
 
 def lock() -> None:
-    st.session_state.pop(INSTRUCTOR_TOKEN_KEY, None)
+    st.session_state.pop(keys.INSTRUCTOR_TOKEN, None)
 
 
 def preselect_class_study(names: list[str]) -> str | None:

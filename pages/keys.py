@@ -8,7 +8,7 @@ here too (``RACE_CHOICE``, ``PART1_DETAIL_RUN``, ``P2_CHOICE``, ``P2_SAMPLER``).
 # The whole app (pages.common, app.py)
 ENTERED_THROUGH_APP = "entered_through_app"  # app.py has run for this session (see common.enter_through_app)
 SESSION_DATA = "session_dataset"  # this session's uploaded data set (common.SessionData)
-WORKERS = "workers"  # this session's background study workers by name (fetal_core.workers.StudyWorker)
+WORKERS = "workers"  # this session's study jobs on the compute pool by name (fetal_core.pool.StudyRun)
 
 # Home
 HOME_UPLOAD_MESSAGE = "home_upload_message"  # the "using your upload" note, shown once after the rerun
@@ -42,7 +42,11 @@ RESULTS_IMPORTANCES_SHOWN = "results_importances_shown"  # key of the importance
 RACE_CHOICE = "race_choice"  # widget: the race shown
 RACE_ERROR = "race_error"  # why the last start failed, shown once
 
-# Class mode (pages/class_mode.py, pages/instructor.py)
+# Class mode (pages/class_mode.py, pages/instructor.py, pages/leaderboard.py)
+NICKNAME = "nickname"  # this browser session's checked nickname
+INSTRUCTOR_TOKEN = "instructor_token"  # a keyed hash of the instructor key, never the key itself
+LESSON_RECORDING = "lesson_recording"  # (run label, Future) of the Part I run being written to the lesson
+BOARD_DRAWN_FOR = "board_drawn_for"  # the storage fingerprint the leaderboard on screen was drawn for
 NICK_INPUT = "nick_input"  # widget: the nickname being typed
 NICK_ERROR = "nick_error"  # why the typed nickname was refused, shown once
 INSTRUCTOR_KEY_INPUT = "instructor_key_input"  # widget: the instructor key being typed (cleared at once)

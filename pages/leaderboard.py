@@ -14,13 +14,13 @@ from fetal_core.lesson import (
     lesson_trials,
 )
 from fetal_core.text import plain
+from pages import keys
 from pages.common import app_settings, configured_storage, enter_through_app
 
 enter_through_app()
 
 POLL_SECONDS = 0.5  # a finished run reaches every open leaderboard within ~1 s plus one redraw
 FINGERPRINT_TTL = 0.25  # the server looks at the storage at most 4 times a second, for all sessions together
-DRAWN_KEY = "board_drawn_for"  # session_state: the storage fingerprint the board on screen was drawn for
 
 
 @st.cache_data(ttl=FINGERPRINT_TTL, show_spinner=False)
@@ -58,7 +58,7 @@ url = app_settings().storage_url
 def watch_storage() -> None:
     """Draws nothing: looks at the (cached) fingerprint and redraws the page only when the storage changed."""
     try:
-        changed = _fingerprint(url) != st.session_state.get(DRAWN_KEY)
+        changed = _fingerprint(url) != st.session_state.get(keys.BOARD_DRAWN_FOR)
     except Exception:  # the storage is busy: the next look tries again
         return
     if changed:
@@ -70,10 +70,10 @@ try:
     board = _board(url, fingerprint)
 except Exception as err:  # the storage is busy or down: say so; the watcher redraws once it answers
     st.warning(f"The leaderboard cannot read the storage right now: {plain(err, 200)}")
-    st.session_state[DRAWN_KEY] = None
+    st.session_state[keys.BOARD_DRAWN_FOR] = None
     watch_storage()
     st.stop()
-st.session_state[DRAWN_KEY] = fingerprint
+st.session_state[keys.BOARD_DRAWN_FOR] = fingerprint
 with st.container(key="board_lesson"):
     st.caption(
         f"Lesson: {plain(board['lesson'])} · {board['runs']} run(s) by hand · "

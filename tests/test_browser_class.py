@@ -31,33 +31,26 @@ FIXED_CONTROL, FIXED_LABEL, FIXED_VALUE = "optimizer", "optimiser", "SGD"  # the
 LATENCY_LIMIT_SECONDS = 2.0  # issue 13: a finished run is on every open leaderboard within 2 s
 TIGHT_POLL_SECONDS = 0.05
 
-# Part I: when (epoch ms, this machine's clock) each heading of the run result was first on screen.
-RECORD_RESULT_HEADINGS = """() => {
-  window.__headings = {};
-  const sample = () => {
-    for (const h of document.querySelectorAll('.st-key-part1_result h3')) {
-      const text = h.innerText.trim();
-      if (text && !(text in window.__headings)) window.__headings[text] = Date.now();
-    }
-  };
-  new MutationObserver(sample).observe(document.body, {subtree: true, childList: true, characterData: true});
-  setInterval(sample, 10);
-  sample();
-}"""
 
-# Leaderboard: when (epoch ms) each cell text (a student's nickname among them) was first in the board's table.
-RECORD_BOARD_CELLS = """() => {
-  window.__cells = {};
+def first_seen(selector: str, store: str) -> str:
+    """Page script: window[store][text] = when (epoch ms, this machine's clock) each text of the elements matching
+    ``selector`` was first on screen (sampled on every DOM change and every 10 ms)."""
+    return """() => {
+  window.STORE = {};
   const sample = () => {
-    for (const cell of document.querySelectorAll('.st-key-board_table td, .st-key-board_table th')) {
-      const text = cell.innerText.trim();
-      if (text && !(text in window.__cells)) window.__cells[text] = Date.now();
+    for (const e of document.querySelectorAll('SELECTOR')) {
+      const text = e.innerText.trim();
+      if (text && !(text in window.STORE)) window.STORE[text] = Date.now();
     }
   };
   new MutationObserver(sample).observe(document.body, {subtree: true, childList: true, characterData: true});
   setInterval(sample, 10);
   sample();
-}"""
+}""".replace("STORE", store).replace("SELECTOR", selector)
+
+
+RECORD_RESULT_HEADINGS = first_seen(".st-key-part1_result h3", "__headings")  # Part I: the run's result headings
+RECORD_BOARD_CELLS = first_seen(".st-key-board_table td, .st-key-board_table th", "__cells")  # a nickname among them
 
 
 @pytest.fixture

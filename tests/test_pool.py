@@ -219,6 +219,9 @@ def test_an_unreachable_scheduler_is_one_clear_error(monkeypatch, capsys, sqlite
 # ---------------------------------------------------------------- a second machine: `dask worker` on loopback
 
 
+LOOPBACK_WORKER = ("--host", "127.0.0.1", "--no-dashboard")  # a test's "second machine" listens on loopback only
+
+
 def dask_process(*args: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     command = [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]]
@@ -239,7 +242,9 @@ def test_a_study_shared_by_the_embedded_pool_and_another_machines_worker(dataset
     three sessions follow one study with a shared target; every trial is accounted for and the trials'
     ``worker`` attrs show both the embedded workers and the joined one."""
     pool = open_pool(workers=2)
-    joined = dask_process("worker", pool.address, "--nthreads", "1", "--no-nanny", "--name", "second-machine")
+    joined = dask_process(
+        "worker", pool.address, "--nthreads", "1", "--no-nanny", "--name", "second-machine", *LOOPBACK_WORKER
+    )
     try:
         wait_until(lambda: pool.workers() == 3, "the second machine's worker to join", timeout=120)
         plan = StudyPlan(sqlite_url, "shared", trials=9, epochs=10, pruner="none", space=SMALL, shared_target=True)
@@ -267,7 +272,7 @@ def test_the_cli_trains_every_trial_on_the_cluster_it_is_pointed_at(tmp_path, da
     by hand: every trial records that worker's pid."""
     port = free_port()
     scheduler = dask_process("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
-    worker = dask_process("worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-nanny")
+    worker = dask_process("worker", f"tcp://127.0.0.1:{port}", "--nthreads", "1", "--no-nanny", *LOOPBACK_WORKER)
     url = f"sqlite:///{tmp_path}/cluster.sqlite3"
     name = f"cli-{uuid.uuid4().hex[:8]}"
     try:
