@@ -110,8 +110,7 @@ def open_storage(
             if path is not None:
                 _check_sqlite_file_is_ours(path)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with sqlite3.connect(path, timeout=60) as connection:  # WAL is a property of the file
-                    connection.execute("PRAGMA journal_mode=WAL")
+                _use_wal(path)
         elif url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "mysql"):
             _check_server_url(url)
             engine_kwargs = {"pool_pre_ping": True}
@@ -137,6 +136,20 @@ def open_storage(
     except Exception as err:  # SQLAlchemy/driver/redis errors: one line, no traceback
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StorageError(f"storage: cannot open '{url}': {message}") from None
+
+
+def _use_wal(path: Path, tries: int = 50) -> None:
+    """Put the SQLite file in WAL mode (a property of the file). Switching skips SQLite's busy timeout: when
+    several processes open a new file at once, the losers see "database is locked" and try again shortly."""
+    for attempt in range(1, tries + 1):
+        try:
+            with sqlite3.connect(path, timeout=60) as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == tries:
+                raise
+            time.sleep(0.1)
 
 
 TABLE_RACE_TRIES = 5
