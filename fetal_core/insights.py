@@ -177,8 +177,9 @@ PLOTS: dict[str, tuple[str, str]] = {
     ),
     "slice": (
         "Slice plot",
-        "One panel per hyperparameter: every completed trial's value against the setting it used; darker "
-        "dots are later trials. Where the high dots cluster is where the good values of that setting lie.",
+        "One hyperparameter at a time (choose it above the plot): every completed trial's value against the "
+        "setting it used; darker dots are later trials. Where the high dots cluster is where the good values of "
+        "that setting lie.",
     ),
     "importance": (
         "Hyperparameter importances",

@@ -99,6 +99,8 @@ LIVE_PLOTS = ("intermediate", "timeline")  # the plots that show RUNNING trials;
 def _draw(kind: str, extra: tuple, view: StudyView, importances: dict):
     if kind == "contour":
         return figures.contour_figure(view.study, *extra)
+    if kind == "slice":
+        return figures.study_figure(kind, view.study, view.trials, param=extra[0])
     study = review.snapshot(view.trials, view.maximize) if view.running and kind == "timeline" else view.study
     return figures.study_figure(kind, study, view.trials, importances)
 
@@ -111,7 +113,8 @@ def _cached_draw(key: tuple, kind: str, extra: tuple, _view: StudyView, _importa
 def figure(view: StudyView, kind: str, extra: tuple = (), importances: dict | None = None):
     """A plot, cached per finished-trial count; the two that show running trials are drawn afresh.
 
-    ``extra`` must identify everything else the figure depends on (contour pair, importance method).
+    ``extra`` must identify everything else the figure depends on (contour pair, slice parameter, importance
+    method).
     """
     if view.running and kind in LIVE_PLOTS:
         return _draw(kind, extra, view, importances or {})
@@ -181,7 +184,10 @@ def plots_section(view: StudyView) -> None:
             note.caption("⏳ Drawn once the importances are computed, after the other plots.")
     for kind in DRAW_ORDER:
         with sections[kind]:
-            show_plot(view, kind, facts.get(kind))
+            if kind == "slice":
+                slice_section(view, facts.get(kind))
+            else:
+                show_plot(view, kind, facts.get(kind))
     with sections["importance"]:
         importances, problem = _importances(view.key + (complete,), method, view)
         waiting["importance"].empty()
@@ -194,6 +200,21 @@ def plots_section(view: StudyView) -> None:
         waiting["contour"].empty()
         contour_section(view, list(importances) or sorted({p for t in view.trials for p in t.params}))
     st.session_state[keys.RESULTS_IMPORTANCES_SHOWN] = importance_key
+
+
+SLICE_FIRST = "learning_rate"  # the setting the lesson's slice finding is about
+
+
+def slice_section(view: StudyView, finding: str | None) -> None:
+    """The parameter chooser and the slice plot of that one parameter (one at a time, as optuna-dashboard
+    does: all eight panels of a 1,000-trial study cost a browser seconds to draw)."""
+    params = sorted({p for t in records.completed(view.trials) for p in t.params})
+    if not params:
+        st.info("No completed trial has parameters to plot.")
+        return
+    first = params.index(SLICE_FIRST) if SLICE_FIRST in params else 0
+    param = st.selectbox("Parameter", params, index=first, key="results_slice_param")
+    show_plot(view, "slice", finding, extra=(param,))
 
 
 def contour_section(view: StudyView, params: list[str]) -> None:

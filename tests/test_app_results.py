@@ -130,6 +130,24 @@ def test_contour_pair_switches_and_same_pair_explains(monkeypatch, data_path, la
     assert len(at.get("plotly_chart")) == 7  # never all pairs; none for an invalid pair
 
 
+def slice_params(at: AppTest) -> set[str]:
+    """The parameters on the slice plot's x axes (one panel per parameter drawn)."""
+    spec = json.loads(at.get("plotly_chart")[2].proto.spec)  # in page order: history, intermediate, slice
+    assert spec["layout"]["title"]["text"].startswith("Slice Plot")
+    return {v["title"]["text"] for k, v in spec["layout"].items() if k.startswith("xaxis") and v.get("title")}
+
+
+def test_slice_plot_shows_the_chosen_parameter_only(monkeypatch, data_path, lab):
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study")
+    chooser = at.selectbox(key="results_slice_param")
+    assert chooser.value == "learning_rate" and "batch_size" in chooser.options
+    assert slice_params(at) == {"learning_rate"}
+    chooser.set_value("batch_size").run()
+    assert not at.exception
+    assert slice_params(at) == {"batch_size"}
+    assert len(at.get("plotly_chart")) == 8
+
+
 def test_trials_tab_table_filters_detail_and_csv(monkeypatch, data_path, lab):
     at = open_results(monkeypatch, data_path, lab, study="tpe_study", tab="Trials")
     table = at.dataframe[1].value
