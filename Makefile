@@ -30,7 +30,7 @@ browser:
 
 run: setup
 	@test -f $(DATA) || $(PY) -m fetal_core fetch-data || echo "No data set yet: upload fetal_health.csv on the Home page."
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port 8501
+	$(PY) -m streamlit run serve.py --server.address 127.0.0.1 --server.port 8501
 
 test: setup-dev data browser
 	$(PY) -m ruff check .

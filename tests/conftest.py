@@ -123,10 +123,11 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run app.py` on 127.0.0.1:<free port>, with its own data/storage environment."""
+    """`streamlit run serve.py` (the app, as `make run` serves it) on 127.0.0.1:<port, default a free one>,
+    with its own data/storage environment; ready when its health check answers."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "w")
         self.process = subprocess.Popen(
@@ -135,7 +136,7 @@ class StreamlitServer:
                 "-m",
                 "streamlit",
                 "run",
-                "app.py",
+                "serve.py",
                 "--server.address",
                 "127.0.0.1",
                 "--server.port",

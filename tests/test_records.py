@@ -233,7 +233,12 @@ def test_the_labs_median_pruner_is_the_rules_and_the_notebooks():
 
 
 def _code() -> dict[str, str]:
-    files = [*sorted((ROOT / "fetal_core").glob("*.py")), *sorted((ROOT / "pages").glob("*.py")), ROOT / "app.py"]
+    files = [
+        *sorted((ROOT / "fetal_core").glob("*.py")),
+        *sorted((ROOT / "pages").glob("*.py")),
+        ROOT / "app.py",
+        ROOT / "serve.py",
+    ]
     return {str(path.relative_to(ROOT)): path.read_text() for path in files}
 
 
