@@ -61,7 +61,7 @@ def widget_state(kind: str, el) -> WidgetState | None:
     The server's value when it set one (``set_value``), else the widget's default. The lab's pages use no other
     widget types: for any other, nothing is sent and the server keeps the value it has.
     """
-    state, told = WidgetState(id=el.id), el.set_value
+    state, told = WidgetState(id=el.id), getattr(el, "set_value", False)
     if kind == "checkbox":
         state.bool_value = el.value if told else el.default
     elif kind in ("number_input", "text_input", "text_area") and el.HasField("value" if told else "default"):
@@ -102,6 +102,7 @@ class Session:
         self.watches: list[tuple[Callable[[Session], bool], asyncio.Future]] = []
         self.timers: dict[str, tuple[float, asyncio.Task]] = {}  # fragment id -> (interval, its rerun loop)
         self.ws = self.reader = None
+        self.ended = ""  # why the connection ended
 
     # ------------------------------------------------------------ connection
 
@@ -122,7 +123,7 @@ class Session:
             await self.ws.close()
         if self.reader is not None:
             self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failed read already failed the waits
                 await self.reader
 
     # ------------------------------------------------------------ what a student does
@@ -217,25 +218,28 @@ class Session:
     def _check(self) -> None:
         if self.exceptions:
             raise ServerError(f"{self.name}: the server sent {len(self.exceptions)} exception(s): {self.exceptions}")
-        if self.reader is not None and self.reader.done():
-            raise ServerError(f"{self.name}: the connection ended ({self.reader.exception()!r})")
+        if self.ended:
+            raise ServerError(f"{self.name}: {self.ended}")
 
     async def _read(self) -> None:
+        ended = "the server closed the connection"
         try:
             async for data in self.ws:
-                message = ForwardMsg.FromString(data)
-                self._handle(message)
+                self._handle(ForwardMsg.FromString(data))
                 self._resolve(time.time())
+        except Exception as err:  # every wait fails with it
+            ended = f"reading failed: {err!r}"
+            raise
         finally:
-            self._resolve(time.time(), ended=True)
+            self.ended = ended
+            self._resolve(time.time())
 
-    def _resolve(self, received: float, ended: bool = False) -> None:
+    def _resolve(self, received: float) -> None:
         for condition, future in self.watches:
             if future.done():
                 continue
-            if self.exceptions or ended:
-                reason = self.exceptions or "the connection ended"
-                future.set_exception(ServerError(f"{self.name}: {reason}"))
+            if self.exceptions or self.ended:
+                future.set_exception(ServerError(f"{self.name}: {self.exceptions or self.ended}"))
             elif condition(self):
                 future.set_result(received)
 
