@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import time
 import urllib.parse
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from streamlit.proto.Markdown_pb2 import Markdown
 
-from benchmarks.st_client import DONE, ServerError, Session
+from benchmarks.st_client import ServerError, Session
 from fetal_core.manual import config_to_query
 from fetal_core.training import TrainConfig
 from tests.conftest import CHROMIUM_ARGS, StreamlitServer, descendants
@@ -56,6 +57,25 @@ def caption_seconds(caption: str) -> float:
 
 
 # ---------------------------------------------------------------- the protocol client
+
+
+def part2_done(session: Session) -> bool:
+    """Part II: the study's progress shows every trial finished, none running, and no Stop button."""
+    if session.has_key("p2_stop"):
+        return False
+    for bar in session.main("progress"):
+        found = re.search(r"(\d+) of (\d+) trials finished · 0 running", bar.text)
+        if found and int(found[1]) > 0 and found[1] == found[2]:
+            return True
+    return False
+
+
+# When a session's work has been received, by page kind: DONE_WATCH's conditions (below) on the received page.
+DONE = {
+    "part1": lambda s: any(n.kind == "metric" and "Null accuracy" in n.proto.label for n in s.under("part1_result")),
+    "part2": part2_done,
+    "race": lambda s: s.has_key("race_table") and s.has_key("race_summary") and not s.has_key("race_stop"),
+}
 
 
 class Protocol:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,11 +43,7 @@ class Node:
     kind: str  # the element's or block's type: "metric", "progress", "vertical", ...
     run: str  # the script run that drew it
     fragment: str  # the fragment that drew it ("" for the main script)
-
-    @property
-    def id(self) -> str:
-        """The widget's or keyed block's id ("" for anything else)."""
-        return getattr(self.proto, "id", "")
+    id: str  # a widget's or keyed block's id ("" for anything else)
 
 
 BLOCK_KINDS = {"vertical", "horizontal", "column", "expandable", "form", "tab_container", "tab", "chat_message",
@@ -147,19 +142,12 @@ class Session:
 
     def set(self, key: str, value) -> None:
         """Type or pick ``value`` in the widget ``key`` (sent with the next rerun, as a form would)."""
-        widget_id = self.widget_id(key)
-        state = WidgetState(id=widget_id)
-        if isinstance(value, bool):
-            state.bool_value = value
-        elif isinstance(value, int):
-            state.int_value = value
-        elif isinstance(value, float):
-            state.double_value = value
-        elif isinstance(value, str):
-            state.string_value = value
-        else:
+        field = {bool: "bool_value", int: "int_value", float: "double_value", str: "string_value"}.get(type(value))
+        if field is None:
             raise TypeError(f"{self.name}: cannot set {key!r} to {value!r}")
-        self.widgets[widget_id] = state
+        state = WidgetState(id=self.widget_id(key))
+        setattr(state, field, value)
+        self.widgets[state.id] = state
 
     async def click(self, key: str) -> None:
         """Press the button (or form submit button) ``key``: a rerun with its trigger."""
@@ -289,7 +277,7 @@ class Session:
             kind = proto.WhichOneof("type")
         else:  # a transient (spinner, toast): nothing the benchmark waits for
             return
-        self.nodes[path] = Node(proto, kind, self.run, delta.fragment_id)
+        self.nodes[path] = Node(proto, kind, self.run, delta.fragment_id, getattr(proto, "id", ""))
 
     def _finished(self, message: ForwardMsg) -> None:
         status, run = message.script_finished, message.metadata.run
@@ -321,22 +309,3 @@ class Session:
         if fragment in self.timers:
             self.timers[fragment][1].cancel()
         self.timers[fragment] = (interval, asyncio.create_task(loop(), name=f"rerun {fragment}"))
-
-
-def progress_done(session: Session) -> bool:
-    """Part II: the study's progress shows every trial finished, none running, and no Stop button."""
-    if session.has_key("p2_stop"):
-        return False
-    for bar in session.main("progress"):
-        found = re.search(r"(\d+) of (\d+) trials finished · 0 running", bar.text)
-        if found and int(found[1]) > 0 and found[1] == found[2]:
-            return True
-    return False
-
-
-# When a session's work is on screen, by page kind (the protocol's version of class_load's DONE_WATCH).
-DONE = {
-    "part1": lambda s: any(n.kind == "metric" and "Null accuracy" in n.proto.label for n in s.under("part1_result")),
-    "part2": progress_done,
-    "race": lambda s: s.has_key("race_table") and s.has_key("race_summary") and not s.has_key("race_stop"),
-}
