@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from streamlit.proto.BackMsg_pb2 import BackMsg
+from streamlit.proto.Block_pb2 import Block
 from streamlit.proto.ClientState_pb2 import ClientState
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.NumberInput_pb2 import NumberInput
@@ -44,10 +45,6 @@ class Node:
     run: str  # the script run that drew it
     fragment: str  # the fragment that drew it ("" for the main script)
     id: str  # a widget's or keyed block's id ("" for anything else)
-
-
-BLOCK_KINDS = {"vertical", "horizontal", "column", "expandable", "form", "tab_container", "tab", "chat_message",
-               "popover", "dialog", "flex_container", "transparent", "grid_container"}  # fmt: skip
 
 
 def widget_state(kind: str, el) -> WidgetState | None:
@@ -82,6 +79,11 @@ def widget_state(kind: str, el) -> WidgetState | None:
     return state
 
 
+def inside(path: tuple[int, ...], tops: set[tuple[int, ...]]) -> bool:
+    """Whether ``path`` is one of ``tops`` or lies inside one of them."""
+    return any(path[:i] in tops for i in range(1, len(path) + 1))
+
+
 class Session:
     """One browser tab on ``page`` (its URL path, e.g. ``part1_manual``) with ``query`` (without the ``?``)."""
 
@@ -91,7 +93,7 @@ class Session:
         self.page_hash = ""  # unknown until the server names it
         self.nodes: dict[tuple[int, ...], Node] = {}
         self.widgets: dict[str, WidgetState | None] = {}  # widget id -> the value the session would send
-        self.run, self.run_fragments = "", ()
+        self.run = ""  # the script run whose messages arrive now
         self.full_runs = 0  # full script runs that finished successfully
         self.exceptions: list[str] = []
         self.watches: list[tuple[Callable[[Session], bool], asyncio.Future]] = []
@@ -187,8 +189,8 @@ class Session:
 
     def under(self, key: str) -> list[Node]:
         """The nodes inside the keyed block ``key``."""
-        prefixes = [p for p, n in self.nodes.items() if n.kind in BLOCK_KINDS and n.id.endswith(f"-{key}")]
-        return [n for p, n in sorted(self.nodes.items()) if any(p[: len(q)] == q and p != q for q in prefixes)]
+        blocks = {p for p, n in self.nodes.items() if isinstance(n.proto, Block) and n.id.endswith(f"-{key}")}
+        return [n for p, n in sorted(self.nodes.items()) if inside(p[:-1], blocks)]
 
     def has_key(self, key: str) -> bool:
         return any(n.id.endswith(f"-{key}") for n in self.nodes.values())
@@ -235,8 +237,7 @@ class Session:
         kind = message.WhichOneof("type")
         if kind == "new_session":
             self.run = message.metadata.run.script_run_id
-            self.run_fragments = tuple(message.metadata.run.fragment_ids)
-            if not self.run_fragments:  # a full run: fragments announce their reruns again
+            if not message.metadata.run.fragment_ids:  # a full run: its fragments announce their reruns again
                 self.page_hash = message.new_session.page_script_hash
                 for _, task in self.timers.values():
                     task.cancel()
@@ -251,7 +252,8 @@ class Session:
             self._every(message.auto_rerun.fragment_id, message.auto_rerun.interval)
         elif kind == "stop_auto_rerun":
             for fragment in message.stop_auto_rerun.fragment_ids:
-                self.timers.pop(fragment, (0, asyncio.Future()))[1].cancel()
+                if fragment in self.timers:
+                    self.timers.pop(fragment)[1].cancel()
         elif kind == "script_finished":
             self._finished(message)
         elif kind == "session_event" and message.session_event.HasField("script_compilation_exception"):
@@ -286,14 +288,12 @@ class Session:
             self.full_runs += 1
         elif status == ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY:
             # only inside the blocks this fragment run redrew
-            redrawn = [p for p, n in self.nodes.items() if n.run == self.run and n.fragment in run.fragment_ids]
-            stale = [p for p, n in self.nodes.items() if n.run != self.run and any(p[: len(q)] == q for q in redrawn)]
+            redrawn = {p for p, n in self.nodes.items() if n.run == self.run and n.fragment in run.fragment_ids}
+            stale = [p for p, n in self.nodes.items() if n.run != self.run and inside(p, redrawn)]
         else:
             return
-        for path in stale:
-            self.nodes.pop(path, None)
-        for path in [p for p in self.nodes if any(p[: len(q)] == q for q in stale)]:
-            del self.nodes[path]
+        stale = set(stale)
+        self.nodes = {p: n for p, n in self.nodes.items() if not inside(p, stale)}  # with what they hold
         alive = {n.id for n in self.nodes.values()}
         self.widgets = {i: s for i, s in self.widgets.items() if i in alive}
 
@@ -302,7 +302,7 @@ class Session:
             return
 
         async def loop() -> None:
-            while True:
+            while not self.ended:
                 await asyncio.sleep(interval)
                 await self.rerun(fragment=fragment)
 
