@@ -227,6 +227,7 @@ class Chromium:
         from playwright.sync_api import sync_playwright
 
         self.throttle, self.cpus = throttle, cpus
+        self.cpu_seconds = None  # not counted: Chromium's CPU is in its own processes
         self.label = f"renderer throttle {throttle:g}x, Chromium on CPUs {sorted(cpus) if cpus else 'all'}"
         self.playwright = sync_playwright().start()
         self.browser = self.playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
