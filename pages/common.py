@@ -6,9 +6,10 @@ import atexit
 import hashlib
 import math
 import os
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import streamlit as st
@@ -217,6 +218,7 @@ class PoolHolder:
     pool: object | None = None
     problem: str | None = None
     tried: float = -math.inf
+    starting: threading.Lock = field(default_factory=threading.Lock)  # sessions arriving meanwhile wait for it
 
 
 POOL_RETRY_SECONDS = 30.0
@@ -233,16 +235,18 @@ def compute_pool():
     from fetal_core.pool import PoolError, open_pool
 
     holder = _pool_holder()
-    if holder.pool is None and time.monotonic() - holder.tried >= POOL_RETRY_SECONDS:
-        holder.tried = time.monotonic()
-        try:
-            with st.spinner("Starting the compute pool…"):
+    if holder.pool is not None:
+        return holder.pool
+    with st.spinner("Starting the compute pool…"), holder.starting:
+        if holder.pool is None and time.monotonic() - holder.tried >= POOL_RETRY_SECONDS:
+            holder.tried = time.monotonic()
+            try:
                 holder.pool = open_pool()
-        except PoolError as err:
-            holder.problem = str(err)
-        else:
-            holder.problem = None
-            atexit.register(holder.pool.close)
+            except PoolError as err:
+                holder.problem = str(err)
+            else:
+                holder.problem = None
+                atexit.register(holder.pool.close)
     return holder.pool
 
 

@@ -293,3 +293,32 @@ def test_the_cli_trains_every_trial_on_the_cluster_it_is_pointed_at(tmp_path, da
     assert len(trials) == 3 and all(t.state in ENDED for t in trials)
     assert {records.trial_worker_pid(t) for t in trials} == {worker.pid}
     assert f":{worker.pid}" in done.stdout  # the CLI's progress lines name the worker too
+
+
+def test_sessions_arriving_while_the_pool_starts_wait_for_it(monkeypatch) -> None:
+    """Two students opening the app at once on a fresh server both get the one pool: the second waits for the
+    first's start instead of seeing "no pool" and not retrying for 30 s."""
+    import fetal_core.pool
+    import pages.common as common
+
+    started = []
+
+    class SlowPool:
+        def __init__(self) -> None:
+            started.append(self)
+            time.sleep(1.0)  # a LocalCluster takes seconds to start its workers
+
+        def close(self) -> None:
+            pass
+
+    holder = common.PoolHolder()
+    monkeypatch.setattr(common, "_pool_holder", lambda: holder)
+    monkeypatch.setattr(fetal_core.pool, "open_pool", SlowPool)
+    got = []
+    sessions = [threading.Thread(target=lambda: got.append(common.compute_pool())) for _ in range(2)]
+    for session in sessions:
+        session.start()
+        time.sleep(0.2)
+    for session in sessions:
+        session.join()
+    assert len(started) == 1 and got == [started[0], started[0]]
