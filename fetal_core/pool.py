@@ -252,6 +252,9 @@ def _worker_threads(dask_scheduler) -> dict[str, int]:
     return {address: worker.nthreads for address, worker in dask_scheduler.workers.items()}
 
 
+EMBEDDED_WORKER_NICE = 10  # the embedded workers run on the web server's own cores: the pages go first
+
+
 class Pool:
     """A Dask client (and, when embedded, its LocalCluster) plus the dispatcher that shares it fairly."""
 
@@ -269,7 +272,7 @@ class Pool:
         self._closed = False
         from .warmup import WarmUp
 
-        client.register_plugin(WarmUp())
+        client.register_plugin(WarmUp(nice=EMBEDDED_WORKER_NICE if cluster is not None else 0))
         self._refresh_workers()
         client.subscribe_topic(TOPIC, self._on_event)
         self._thread = threading.Thread(target=self._dispatch_loop, name="fetal-hpo-dispatcher", daemon=True)

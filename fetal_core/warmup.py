@@ -8,10 +8,21 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 
 class WarmUp(WorkerPlugin):
+    """Imports what a task needs and, on the embedded pool, lowers the worker's CPU priority by ``nice``: the
+    workers share the web server's cores, and a page's drawing and health check must not queue behind
+    training (the training takes what the server leaves, which is most of it)."""
+
     name = "fetal-hpo-warm-up"
     idempotent = True  # several app servers may share one cluster
 
+    def __init__(self, nice: int = 0) -> None:
+        self.nice = nice
+
     def setup(self, worker) -> None:
+        import os
+
+        if self.nice:
+            os.nice(self.nice)
         import optuna
         import sklearn.model_selection  # noqa: F401 (a task's first data split would import it: ~0.7 s)
 

@@ -322,3 +322,12 @@ def test_sessions_arriving_while_the_pool_starts_wait_for_it(monkeypatch) -> Non
     for session in sessions:
         session.join()
     assert len(started) == 1 and got == [started[0], started[0]]
+
+
+def test_embedded_workers_yield_the_cpu_to_the_web_server(pool) -> None:
+    """The embedded pool's workers share the server's cores at a lower priority, so pages and the health
+    check do not queue behind training (an external cluster's workers keep theirs)."""
+    from fetal_core.pool import EMBEDDED_WORKER_NICE
+
+    niceness = pool.client.run(os.nice, 0)
+    assert niceness and set(niceness.values()) == {os.nice(0) + EMBEDDED_WORKER_NICE}
