@@ -1,4 +1,4 @@
-"""A class on one server: real sessions against ``streamlit run app.py`` on 127.0.0.1, all training on the
+"""A class on one server: real sessions against ``streamlit run serve.py`` (as ``make run``) on 127.0.0.1, all training on the
 server's compute pool (issue 10). Every ratio is against a baseline measured in the same run.
 
 - ``one``: one student, Part I Train click -> final metrics received (protocol client) or painted (Chromium),

@@ -1,5 +1,5 @@
 """``class_load --phase class``: many sessions at once (default 20 Part I runs, 8 Part II studies of 20 trials, 2
-races) against one ``streamlit run app.py``: all finish, 0 exceptions, 0 RUNNING trials at the end; server and
+races) against one ``streamlit run serve.py``: all finish, 0 exceptions, 0 RUNNING trials at the end; server and
 total (server + pool workers) RSS; ``/_stcore/health`` latency polled every 0.5 s during the phase (p95 target
 <= 250 ms); and each session's wait (click -> done) against its fair share: the time it would take if the pool's
 worker slots were shared equally among the sessions with work at each moment (processor sharing over the
