@@ -89,9 +89,9 @@ while True:
     try:
         with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
             response.read()
-        print(f"{(time.perf_counter() - started) * 1000:.1f}", flush=True)
+        print(f"{time.time():.3f}", f"{(time.perf_counter() - started) * 1000:.1f}", flush=True)
     except OSError:
-        print("failed", flush=True)
+        print(f"{time.time():.3f}", "failed", flush=True)
     time.sleep(max(0.0, 0.5 - (time.perf_counter() - started)))
 """
 
@@ -103,6 +103,7 @@ class Monitor(threading.Thread):
     def __init__(self, server: StreamlitServer) -> None:
         super().__init__(daemon=True)
         self.server, self.latencies_ms, self.failures = server, [], 0
+        self.polls: list[tuple[float, float]] = []  # (time.time() when answered, latency ms)
         self.server_rss = self.total_rss = 0.0
         self.halt = threading.Event()
 
@@ -121,11 +122,24 @@ class Monitor(threading.Thread):
         finally:
             probe.terminate()
             output, _ = probe.communicate()
-        for line in output.split():
-            if line == "failed":
+        for line in output.splitlines():
+            at, latency = line.split()
+            if latency == "failed":
                 self.failures += 1
             else:
-                self.latencies_ms.append(float(line))
+                self.latencies_ms.append(float(latency))
+                self.polls.append((float(at), float(latency)))
+
+    def p95_by_minute(self) -> str:
+        """The health check's p95 in each minute of the phase (where the slow answers were)."""
+        if not self.polls:
+            return ""
+        start, minutes = self.polls[0][0], {}
+        for at, latency in self.polls:
+            minutes.setdefault(int((at - start) // 60), []).append(latency)
+        return ", ".join(
+            f"{m}-{m + 1} min {sorted(v)[min(len(v) - 1, int(0.95 * len(v)))]:.0f} ms" for m, v in minutes.items()
+        )
 
 
 def class_students(args) -> list[Student]:
@@ -192,6 +206,7 @@ def phase_class(client, server: StreamlitServer, storage_url: str, part1_config:
         f"p95 {p95:.0f} ms, max {max(latencies, default=0):.0f} ms, {monitor.failures} failed "
         f"(target p95 <= {HEALTH_TARGET_MS:.0f} ms)"
     )
+    print(f"    p95 by minute: {monitor.p95_by_minute()}")
     if worst is not None:
         middle = statistics.median(ratios.values())
         print(
