@@ -1,5 +1,5 @@
-"""A class on one server: real sessions against ``streamlit run serve.py`` (as ``make run``) on 127.0.0.1, all training on the
-server's compute pool (issue 10). Every ratio is against a baseline measured in the same run.
+"""A class on one server: real sessions against ``streamlit run serve.py`` (as ``make run``) on 127.0.0.1, all
+training on the server's compute pool (issue 10). Every ratio is against a baseline measured in the same run.
 
 - ``one``: one student, Part I Train click -> final metrics received (protocol client) or painted (Chromium),
   vs headless training of the same config (``python -m fetal_core train --json``: [64, 32], batch 16, Adam,
@@ -77,15 +77,26 @@ def headless(config: TrainConfig) -> tuple[float, float]:
     return float(json.loads(output)["seconds"]), wall
 
 
-def recorded_by(storage_url: str, runs: int) -> float:
-    """Wall-clock time (epoch seconds) when the last of the newest ``runs`` Part I runs was written to the
-    lesson's by-hand study: the server's side of "finished" (trained on the pool and stored)."""
+def hand_runs(storage_url: str) -> list:
+    """The Part I runs recorded in the lesson's by-hand study so far (written by a server thread after the page
+    has drawn the run)."""
     import optuna
 
     from fetal_core.lesson import DEFAULT_LESSON, hand_study_name
 
-    trials = optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage_url).trials
-    return max(t.datetime_complete.timestamp() for t in trials[-runs:])
+    return optuna.load_study(study_name=hand_study_name(DEFAULT_LESSON), storage=storage_url).trials
+
+
+def recorded_by(storage_url: str, before: int, runs: int, timeout: float = 60) -> float:
+    """Wall-clock time (epoch seconds) when the last of ``runs`` new Part I runs (after ``before`` recorded ones)
+    was written to the lesson's by-hand study: the server's side of "finished" (trained on the pool and stored).
+    Waits for the writes, which end after the page has its final metrics."""
+    deadline = time.monotonic() + timeout
+    while len(trials := hand_runs(storage_url)) < before + runs:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{before + runs - len(trials)} of {runs} runs were not recorded in {timeout:.0f} s")
+        time.sleep(0.2)
+    return max(t.datetime_complete.timestamp() for t in trials[before:])
 
 
 def start_server(workdir: Path, workers: int | None) -> StreamlitServer:
@@ -148,8 +159,9 @@ def phase_four(client, server: StreamlitServer, storage_url: str, args) -> list[
         order = [1, 4] if repeat % 2 else [4, 1]
         for count in order:
             time.sleep(SETTLE_SECONDS)
+            before = len(hand_runs(storage_url))
             clicked, elapsed, _ = client.part1_at_once(server, config, count)
-            served = recorded_by(storage_url, count) - clicked
+            served = recorded_by(storage_url, before, count) - clicked
             (alone if count == 1 else four).append(elapsed)
             (alone_served if count == 1 else four_served).append(served)
         print(
