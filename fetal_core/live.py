@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from . import records
+from . import records, review
 from .search import SearchSpace
 
 
@@ -35,7 +35,7 @@ def read_trials(storage: optuna.storages.BaseStorage, study_name: str) -> tuple[
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
         return None
-    return storage.get_all_trials(study_id, deepcopy=False), storage.get_study_user_attrs(study_id)
+    return review.load_trials(storage, study_id, states=tuple(TrialState)), storage.get_study_user_attrs(study_id)
 
 
 def finished_count(trials: list[FrozenTrial]) -> int:

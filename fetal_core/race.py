@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from . import records
+from . import records, review
 from .data import Dataset
 from .search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from .storage import reap_stale_trials
@@ -178,7 +178,7 @@ def stored_trials(storage: optuna.storages.BaseStorage, study_name: str) -> list
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
         return []
-    return storage.get_all_trials(study_id, deepcopy=False)
+    return review.load_trials(storage, study_id, states=tuple(TrialState))
 
 
 def prepare_race(plan: RacePlan, storage_url: str, storage: optuna.storages.BaseStorage) -> list[StudyPlan]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fetal_core import records, uploads
+from fetal_core import records, review, uploads
 from fetal_core.config import Settings, settings
 from fetal_core.data import Dataset, DatasetError, load_dataset
 from fetal_core.text import plain
@@ -274,7 +274,7 @@ LEASE_RENEW_SECONDS = 5  # well inside fetal_core.pool.STUDY_LEASE_SECONDS (30 s
 def _finished_and_target(url: str, study_name: str, default_target: int) -> tuple[int, int]:
     storage = shared_storage(url)
     study_id = storage.get_study_id_from_name(study_name)
-    finished = storage.get_all_trials(study_id, deepcopy=False, states=records.FINISHED)
+    finished = review.load_trials(storage, study_id, states=records.FINISHED)
     target = records.target_trials(storage.get_study_user_attrs(study_id)) or default_target
     return len(finished), int(target)
 
