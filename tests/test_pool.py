@@ -247,6 +247,9 @@ def test_a_study_shared_by_the_embedded_pool_and_another_machines_worker(dataset
     )
     try:
         wait_until(lambda: pool.workers() == 3, "the second machine's worker to join", timeout=120)
+        # ... and to be warm: a joining worker imports Optuna and scikit-learn (the pool's plugin) before it
+        # answers; on a slow machine the two warm ones used to finish all 9 trials meanwhile.
+        wait_until(lambda: joined.pid in pool.client.run(os.getpid).values(), "the joined worker to answer", 120)
         plan = StudyPlan(sqlite_url, "shared", trials=9, epochs=10, pruner="none", space=SMALL, shared_target=True)
         optuna.create_study(study_name="shared", storage=sqlite_url, direction="maximize").set_user_attr(
             "target_trials", 9
