@@ -35,7 +35,7 @@ run: setup
 test: setup-dev data browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal
 
 bench: setup-dev data
 	$(PY) -m benchmarks.engine

@@ -109,7 +109,7 @@ def session_upload_folder() -> Path:
     return uploads.session_folder(_server_upload_folder(), name)
 
 
-SWEEP_SECONDS = 15.0  # a sweep lists one small folder: cheap
+SWEEP_SECONDS = 2.0  # a sweep lists one small folder (a folder per session): cheap
 
 
 @st.cache_resource(show_spinner=False)
@@ -119,7 +119,7 @@ def _last_sweep() -> list[float]:
 
 def sweep_uploads() -> None:
     """Mark this session's upload folder as used, and delete the folders nobody used for the grace period
-    (looked at, at most every 15 s, by any page run). Streamlit has no public session-end hook: an ended
+    (looked at, at most every ``SWEEP_SECONDS``, by any page run). Streamlit has no public session-end hook: an ended
     session's folder goes once unused; an idle session that comes back re-makes its copy from its upload."""
     if keys.UPLOAD_FOLDER in st.session_state:
         session_upload_folder()

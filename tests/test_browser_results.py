@@ -84,9 +84,9 @@ def test_results_page_in_chromium(prepared_server, chromium, artifacts):
 
 
 def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(streamlit_server, chromium, tmp_path):
-    """A real server: the upload's copy lives in its session's folder. A sweep (run by any page, at most every
-    15 s) deletes folders unused for the grace period: a closed tab's, a leftover one, and an idle tab's, whose
-    next page run re-makes its copy from the upload and shows the study again."""
+    """A real server: the upload's copy lives in its session's folder. A sweep (run by any page, at most
+    every ``SWEEP_SECONDS``) deletes folders unused for the grace period: a closed tab's, a leftover one, and an
+    idle tab's, whose next page run re-makes its copy from the upload and shows the study again."""
     from fetal_core import uploads
 
     study = tmp_path / "upload.sqlite3"
@@ -103,7 +103,7 @@ def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(strea
         while gone.exists():
             assert time.monotonic() < deadline, f"{gone} was not swept in 120 s"
             time.sleep(3)
-            other.goto(f"{streamlit_server.url}/")  # any page run sweeps (at most every 15 s)
+            other.goto(f"{streamlit_server.url}/")  # any page run sweeps (at most every SWEEP_SECONDS)
             other.get_by_role("heading", name="Fetal Health HPO Lab").wait_for()
 
     try:

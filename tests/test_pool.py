@@ -15,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from fetal_core import pool as pool_module
 from fetal_core import records
 from fetal_core.cli import main
 from fetal_core.pool import PoolError, open_pool
@@ -207,6 +208,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(datase
 
 
 def test_an_unreachable_scheduler_is_one_clear_error(monkeypatch, capsys, sqlite_url) -> None:
+    monkeypatch.setattr(pool_module, "CONNECT_SECONDS", 2.0)  # Dask retries a refused connection until then
     port = free_port()
     with pytest.raises(PoolError, match=f"cannot reach the Dask scheduler at tcp://127.0.0.1:{port}"):
         open_pool(f"tcp://127.0.0.1:{port}")
