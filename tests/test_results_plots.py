@@ -189,3 +189,31 @@ def test_a_big_study_s_curves_keep_every_nth_epoch_and_each_trial_s_last():
         assert set(points) <= {(float(e), round(float(np.float32(v)), 5)) for e, v in every} and set(hover) == {
             trial.number
         }
+
+
+def test_a_big_studys_timeline_draws_optunas_bars_as_segments():
+    """Beyond ``TIMELINE_BARS`` trials the timeline is one trace per state whose segments are Optuna's bars:
+    each trial from its start to its end, at its number, with Optuna's hover text, in the palette's colour."""
+    import pandas as pd
+
+    from fetal_core.figures import STATE_COLOURS, TIMELINE_BARS, optuna_figure, timeline_figure
+
+    study = review.snapshot(synthetic_trials(TIMELINE_BARS + 20, seed=6))
+    optunas = {bar.name: bar for bar in optuna_figure(optuna.visualization.plot_timeline, study).data}
+    ours = timeline_figure(study)
+    kinds, states = [t.type for t in ours.data], len(optunas)
+    assert kinds == ["scatter"] * states
+    assert (ours.layout.xaxis.type, ours.layout.title.text) == ("date", "Timeline Plot")
+    for trace in ours.data:
+        bar = optunas[trace.name]
+        assert (trace.line.color, trace.mode) == (STATE_COLOURS[trace.name], "lines")
+        drawn = segments(trace.x, trace.y, trace.text)
+        assert len(drawn) == len(bar.y)
+        for (points, hover), start, millis, number, text in zip(drawn, bar.base, bar.x, bar.y, bar.text):
+            (begin, at), (end, again) = points
+            assert at == again == number and set(hover) == {text}
+            assert pd.Timestamp(end) - pd.Timestamp(begin) == pd.Timedelta(milliseconds=millis)
+            assert pd.Timestamp(begin) == pd.Timestamp(start)
+    small = timeline_figure(review.snapshot(synthetic_trials(TIMELINE_BARS, seed=6)))
+    kinds = {t.type for t in small.data}
+    assert kinds == {"bar"}
