@@ -12,7 +12,9 @@ when the first Plotly chart is painted with data and when all default plots are.
   that has opened the app before (Streamlit's and Plotly's scripts in its caches) after a server restart.
 
 Targets at 1,000 trials on a fresh server: first plot <= 2 s, all plots <= 5 s. The server's start (until its
-health check answers, which includes getting ready: imports, storage, compute pool) is printed too.
+health check answers, which includes getting ready: imports, storage, compute pool) is printed too, and so is
+the floor under both targets, measured in the same run: a bare Streamlit page (``benchmarks/floor_page.py``)
+painting one, and eight, three-point Plotly charts.
 
     .venv/bin/python benchmarks/results_render.py [--sizes 30 300 1000] [--repeats 2] [--folder /tmp/fetal_hpo_bench]
 
@@ -191,14 +193,14 @@ class Load:
         return f"{first:.2f}", f"{every:.2f}", f"{self.server_cpu:.1f}+{self.browser_cpu:.1f}"
 
 
-def time_load(context, url: str, server_pid: int, timeout_s: float = 300) -> Load:
-    """Open ``url`` in a new page of ``context`` and wait for all default plots."""
+def time_load(context, url: str, server_pid: int, timeout_s: float = 300, plots: int = DEFAULT_PLOTS) -> Load:
+    """Open ``url`` in a new page of ``context`` and wait for ``plots`` plots (all default plots)."""
     page = context.new_page()
     try:
         before = _process_times(os.getpid())  # the server and Chromium both run below this process
         page.goto(url)
         page.wait_for_function(
-            f"() => Object.keys(window.__plotsPainted || {{}}).length >= {DEFAULT_PLOTS}", timeout=timeout_s * 1000
+            f"() => Object.keys(window.__plotsPainted || {{}}).length >= {plots}", timeout=timeout_s * 1000
         )
         after = _process_times(os.getpid())
         if page.locator(".stException").count():
@@ -215,6 +217,29 @@ def new_browser(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.add_init_script(PAINT_WATCH)
     return context
+
+
+FLOOR_LOADS = 3
+
+
+def time_floor(browser, workdir: Path, loads: int = FLOOR_LOADS) -> dict[int, list[float]]:
+    """Seconds from navigation until a bare Streamlit page (``benchmarks/floor_page.py``) painted its one, or
+    its eight, three-point Plotly charts: each load in a new browser context, on a warm server. What any
+    Streamlit page with Plotly costs on this machine, under the Results page's first-plot and all-plots times."""
+    from tests.conftest import StreamlitServer
+
+    server = StreamlitServer({}, workdir / "floor.log", script="benchmarks/floor_page.py")
+    times: dict[int, list[float]] = {1: [], DEFAULT_PLOTS: []}
+    try:
+        for charts, seconds in times.items():
+            for _ in range(loads + 1):  # the first load warms the server
+                with contextlib.closing(new_browser(browser)) as context:
+                    load = time_load(context, f"{server.url}/?charts={charts}", server.process.pid, plots=charts)
+                seconds.append(load.painted[charts])
+            del seconds[0]
+    finally:
+        server.stop()
+    return times
 
 
 @dataclass
@@ -300,12 +325,18 @@ def main() -> None:
         f"targets at 1,000 trials on a fresh server: first plot <= {FIRST_PLOT_TARGET:g} s, all {DEFAULT_PLOTS} "
         f"plots <= {ALL_PLOTS_TARGET:g} s. Seconds from navigation; CPU s = server + Chromium during the load."
     )
-    header = ("trials", "run", "ready s", "load", "first plot s", "all plots s", "CPU s")
-    print(" ".join(f"{h:>12}" for h in header))
     results: dict[int, list[Loads]] = {n: [] for n in args.sizes}
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
         try:
+            floor = time_floor(browser, Path(tmp))
+            print(
+                f"floor: a bare Streamlit page (warm server, new browser context, median of {FLOOR_LOADS}) paints "
+                f"1 three-point Plotly chart after {statistics.median(floor[1]):.2f} s, {DEFAULT_PLOTS} after "
+                f"{statistics.median(floor[DEFAULT_PLOTS]):.2f} s"
+            )
+            header = ("trials", "run", "ready s", "load", "first plot s", "all plots s", "CPU s")
+            print(" ".join(f"{h:>12}" for h in header))
             for repeat in range(args.repeats):
                 for n in args.sizes:
                     loads = time_fresh_server(browser, paths[n], f"bench_{n}", data_path, Path(tmp))
@@ -329,6 +360,10 @@ def main() -> None:
             if n == 1000 and label != "second":
                 met = max(first_plot) <= FIRST_PLOT_TARGET and max(all_plots) <= ALL_PLOTS_TARGET
                 verdict = "  (targets met)" if met else "  (targets MISSED)"
+                verdict += (
+                    f"; vs the floor: first plot {max(first_plot) / statistics.median(floor[1]):.2f}x, all plots "
+                    f"{max(all_plots) / statistics.median(floor[DEFAULT_PLOTS]):.2f}x"
+                )
             print(f"    {name:>9}: first plot {spread(first_plot)} s, all plots {spread(all_plots)} s{verdict}")
 
 

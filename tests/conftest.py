@@ -123,10 +123,11 @@ def free_port() -> int:
 
 
 class StreamlitServer:
-    """`streamlit run serve.py` (the app, as `make run` serves it) on 127.0.0.1:<port, default a free one>,
-    with its own data/storage environment; ready when its health check answers."""
+    """`streamlit run serve.py` (the app, as `make run` serves it; or another ``script``) on
+    127.0.0.1:<port, default a free one>, with its own data/storage environment; ready when its health check
+    answers."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None, script: str = "serve.py") -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "w")
@@ -136,7 +137,7 @@ class StreamlitServer:
                 "-m",
                 "streamlit",
                 "run",
-                "serve.py",
+                script,
                 "--server.address",
                 "127.0.0.1",
                 "--server.port",
