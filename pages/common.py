@@ -272,11 +272,11 @@ LEASE_RENEW_SECONDS = 5  # well inside fetal_core.pool.STUDY_LEASE_SECONDS (30 s
 
 
 def _finished_and_target(url: str, study_name: str, default_target: int) -> tuple[int, int]:
+    """(complete or pruned trials, the study's target): counted, not read (one grouped query)."""
     storage = shared_storage(url)
-    study_id = storage.get_study_id_from_name(study_name)
-    finished = review.load_trials(storage, study_id, states=records.FINISHED)
-    target = records.target_trials(storage.get_study_user_attrs(study_id)) or default_target
-    return len(finished), int(target)
+    state = review.study_state(storage, study_name)
+    target = records.target_trials(storage.get_study_user_attrs(state.study_id)) or default_target
+    return state.finished - state.failed, int(target)
 
 
 def worker_status_line(worker) -> str:

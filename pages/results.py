@@ -80,7 +80,7 @@ def study_view(url: str, storage, name: str) -> StudyView:
     finished = _finished_view(url, name, state.study_id, state.finished, storage)
     if not state.running:
         return finished
-    active = review.load_trials(storage, state.study_id, active_only=True)
+    active = review.load_trials(storage, state.study_id, records.LIVE)
     trials = sorted(finished.trials + active, key=lambda t: t.number)
     return StudyView(finished.key, trials, finished.study, finished.maximize, finished.attrs, len(active))
 

@@ -102,7 +102,7 @@ def test_study_state_and_active_trials(storage):
     running = study.ask()  # a trial still running elsewhere
     state = review.study_state(storage, "live")
     assert (state.trials, state.finished, state.running) == (3, 2, 1)
-    assert [t.number for t in review.load_trials(storage, state.study_id, active_only=True)] == [running.number]
+    assert [t.number for t in review.load_trials(storage, state.study_id, records.LIVE)] == [running.number]
     assert [t.number for t in review.load_trials(storage, state.study_id)] == [0, 1]
     study.tell(running, state=TrialState.FAIL)
     storage.delete_study(state.study_id)
@@ -193,12 +193,12 @@ def test_fast_trial_loader_equals_optunas_get_all_trials(rdb_url_and_prefix, awa
 
     for name in ("every_kind", "two_objectives"):
         study_id = storage.get_study_id_from_name(prefix + name)
-        for states, active_only in ((records.ENDED, False), (records.LIVE, True)):
+        for states in (records.ENDED, records.LIVE):
             theirs = canonical(storage.get_all_trials(study_id, states=states))
             assert canonical(review._load_trials_sql(storage, study_id, states)) == theirs  # no silent fallback
-            assert canonical(review.load_trials(storage, study_id, active_only=active_only)) == theirs
+            assert canonical(review.load_trials(storage, study_id, states)) == theirs
     every = storage.get_study_id_from_name(f"{prefix}every_kind")
-    active = review.load_trials(storage, every, active_only=True)
+    active = review.load_trials(storage, every, records.LIVE)
     assert {t.state for t in active} == {TrialState.RUNNING, TrialState.WAITING}
     assert time.localtime().tm_gmtoff == 5.5 * 3600  # stored UTC times really had to be converted
 
