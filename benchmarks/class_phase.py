@@ -59,10 +59,9 @@ def trial_seconds(storage, study_names: list[str]) -> tuple[float, int, int]:
     from optuna.trial import TrialState
 
     seconds, running, finished = 0.0, 0, 0
-    for summary in storage.get_all_studies():
-        if summary.study_name not in study_names:
-            continue
-        for trial in storage.get_all_trials(summary._study_id, deepcopy=False):
+    stored = {summary.study_name for summary in storage.get_all_studies()}
+    for name in stored.intersection(study_names):
+        for trial in storage.get_all_trials(storage.get_study_id_from_name(name), deepcopy=False):
             running += trial.state == TrialState.RUNNING
             finished += trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
             if trial.datetime_start and trial.datetime_complete:

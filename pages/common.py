@@ -237,6 +237,9 @@ def compute_pool():
     holder = _pool_holder()
     if holder.pool is not None:
         return holder.pool
+    if time.monotonic() - holder.tried < POOL_RETRY_SECONDS and not holder.starting.locked():
+        # The last try failed moments ago (or just succeeded): no spinner on every page run until the next try.
+        return holder.pool
     with st.spinner("Starting the compute pool…"), holder.starting:
         if holder.pool is None and time.monotonic() - holder.tried >= POOL_RETRY_SECONDS:
             holder.tried = time.monotonic()
