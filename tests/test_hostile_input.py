@@ -231,15 +231,19 @@ def test_the_page_following_a_study_fails_the_trial_of_a_killed_cli_worker(monke
     try:
         deadline = time.monotonic() + 120
         running = []
-        while not running and time.monotonic() < deadline:
+        storage = open_storage(url)  # creating the tables may race the worker's: open_storage retries
+        while not running and time.monotonic() < deadline:  # mid-trial: it has reported an epoch
             time.sleep(0.5)
             try:
-                running = optuna.load_study(study_name="killed", storage=url).get_trials(
+                trials = optuna.load_study(study_name="killed", storage=storage).get_trials(
                     states=(optuna.trial.TrialState.RUNNING,)
                 )
             except KeyError:
-                pass
-        assert running, "the worker never started a trial"
+                continue
+            # Optuna starts a trial's heartbeat just after creating it: a worker killed in between leaves a
+            # trial no heartbeat reaper can tell from a live one. An epoch reported means training has begun.
+            running = [t for t in trials if t.intermediate_values]
+        assert running, "the worker never reported an epoch"
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
     finally:
