@@ -161,10 +161,10 @@ def sidebar() -> None:
         if data is None:
             st.warning("No data set yet: upload it on Home.")
         else:
-            st.code(f"{held.name} (your upload, this session only)" if held else str(config.data_path), language=None)
+            st.text(f"{held.name} (your upload, this session only)" if held else str(config.data_path))
             st.caption(f"{data.rows:,} rows · null accuracy {data.null_accuracy:.1f}%")
         st.caption("Study storage")
-        st.code(shown_storage_url(config.storage_url), language=None)
+        st.text(shown_storage_url(config.storage_url))
         worker_leases()
 
 
@@ -312,7 +312,7 @@ def worker_leases() -> None:
         where = "on this server" if pool.cluster is not None else f"at {pool.address}"
         jobs = pool.jobs()
         running = sum(1 for job in jobs if job.tasks)
-        st.code(f"{pool.workers()} worker(s) {where}\n{running} running, {len(jobs) - running} queued", language=None)
+        st.text(f"{pool.workers()} worker(s) {where}\n{running} running, {len(jobs) - running} queued")
     else:
         st.caption(plain(pool_problem() or "not started"))
     workers = session_workers()
