@@ -135,11 +135,15 @@ def trials_frame(view: StudyView) -> pd.DataFrame:
 # ---------------------------------------------------------------- sections
 
 
-PLOT_ORDER = ("history", "intermediate", "slice", "importance", "parallel", "contour", "edf", "timeline")
+# The Plots tab's two sub-tabs, as optuna-dashboard splits History from Analytics: how the search went, and
+# which settings mattered. Only the open one is computed and drawn (each plot of a 1,000-trial study costs a
+# browser a good part of a second), so a big study's first plots come quickly.
+PROGRESS, PARAMETERS = "Search progress", "Parameters"
+PLOT_GROUPS = {
+    PROGRESS: ("history", "intermediate", "edf", "timeline"),
+    PARAMETERS: ("importance", "slice", "parallel", "contour"),
+}
 DEFERRED = ("importance", "contour")  # both wait for the importances (the contour's default pair is the top two)
-# The order the plots are drawn in (each in its own section, in PLOT_ORDER on the page): the cheap ones first,
-# then the slice and parallel plots (thousands of points; Optuna builds one Plotly trace per parallel line).
-DRAW_ORDER = ("history", "intermediate", "edf", "timeline", "slice", "parallel")
 
 
 def plot_header(kind: str) -> None:
@@ -156,14 +160,10 @@ def show_plot(view: StudyView, kind: str, finding: str | None, **figure_args) ->
 
 
 def plots_section(view: StudyView) -> None:
-    """Every plot with its explanation, in page order; the importances (slow: PED-ANOVA, or fANOVA on
-    request) are computed after the other plots are drawn, so a big study shows its first plots at once."""
-    complete = len(records.completed(view.trials))
-    use_fanova = st.toggle("Use fANOVA for importances (slower)", key="results_fanova")
-    method = "fanova" if use_fanova else "ped-anova"
+    """Every plot with its explanation, in two sub-tabs of which only the open one is drawn."""
     data = current_dataset()
     facts = insights.findings(view.trials, view.maximize, view.attrs, None, data and data.null_accuracy)
-    if complete == 0:
+    if not records.completed(view.trials):
         st.warning(
             "No trial of this study has completed, so plots of objective values are empty. "
             + facts["history"]
@@ -173,7 +173,24 @@ def plots_section(view: StudyView) -> None:
             plot_header(kind)
             show_plot(view, kind, facts.get(kind))
         return
-    sections = {kind: st.container() for kind in PLOT_ORDER}
+    progress, parameters = st.tabs(list(PLOT_GROUPS), key="results_plot_group", on_change="rerun")
+    if progress.open:
+        with progress:
+            for kind in PLOT_GROUPS[PROGRESS]:
+                plot_header(kind)
+                show_plot(view, kind, facts.get(kind))
+    if parameters.open:
+        with parameters:
+            parameter_plots(view, facts)
+
+
+def parameter_plots(view: StudyView, facts: dict[str, str]) -> None:
+    """Importances, slice, parallel coordinates and contour. The importances (slow: PED-ANOVA, or fANOVA on
+    request) are computed after the slice and parallel plots are drawn, so those show at once."""
+    complete = len(records.completed(view.trials))
+    use_fanova = st.toggle("Use fANOVA for importances (slower)", key="results_fanova")
+    method = "fanova" if use_fanova else "ped-anova"
+    sections = {kind: st.container() for kind in PLOT_GROUPS[PARAMETERS]}
     for kind, section in sections.items():
         with section:
             plot_header(kind)
@@ -182,12 +199,10 @@ def plots_section(view: StudyView) -> None:
     if st.session_state.get(keys.RESULTS_IMPORTANCES_SHOWN) != importance_key:  # not yet drawn in this session
         for note in waiting.values():
             note.caption("⏳ Drawn once the importances are computed, after the other plots.")
-    for kind in DRAW_ORDER:
-        with sections[kind]:
-            if kind == "slice":
-                slice_section(view, facts.get(kind))
-            else:
-                show_plot(view, kind, facts.get(kind))
+    with sections["slice"]:
+        slice_section(view, facts.get("slice"))
+    with sections["parallel"]:
+        show_plot(view, "parallel", facts.get("parallel"))
     with sections["importance"]:
         importances, problem = _importances(view.key + (complete,), method, view)
         waiting["importance"].empty()
@@ -419,7 +434,12 @@ if chosen_storage is not None:
     if rows == []:
         st.info("There are no studies in this storage yet. Run one on Part II (or with the CLI), then come back.")
     elif rows:
-        st.dataframe(study_table(rows), hide_index=True, key="results_studies")
+        # Collapsed until opened, and only then sent: the table costs a browser about a second before the
+        # first plot of the study (its grid and Arrow code are loaded for it).
+        listing = st.expander(f"All {len(rows)} studies in this storage", key="results_studies_open", on_change="rerun")
+        if listing.open:
+            with listing:
+                st.dataframe(study_table(rows), hide_index=True, key="results_studies")
         names = [r.name for r in rows]
         preferred = st.session_state.get(keys.RESULTS_STUDY)
         name = st.selectbox(

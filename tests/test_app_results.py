@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_results(monkeypatch, data_path, url: str, study: str | None = None, tab: str | None = None) -> AppTest:
-    """The whole app (navigation, sidebar) on the Results page, with ``url`` as the configured storage."""
+def open_results(
+    monkeypatch, data_path, url: str, study: str | None = None, tab: str | None = None, plots: str | None = None
+) -> AppTest:
+    """The whole app (navigation, sidebar) on the Results page, with ``url`` as the configured storage; ``tab``
+    and ``plots`` open that tab and that sub-tab of the Plots tab."""
     monkeypatch.setenv("FETAL_HPO_STORAGE", url)
     monkeypatch.setenv("FETAL_HPO_DATA", str(data_path))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
@@ -31,10 +34,22 @@ def open_results(monkeypatch, data_path, url: str, study: str | None = None, tab
         at.session_state["results_study"] = study  # how Part II preselects a study
     if tab is not None:
         at.session_state["results_tab"] = tab
+    if plots is not None:
+        at.session_state["results_plot_group"] = plots
     at.run()
     at.switch_page("pages/results.py").run()
     assert not at.exception, [e.message for e in at.exception]
     return at
+
+
+def studies_table(at: AppTest):
+    """The table of every study in the storage, in its expander (collapsed, and not sent, until opened)."""
+    assert not at.dataframe  # on the Plots tab, the only data frame is this table
+    at.session_state["results_studies_open"] = True
+    at.run()
+    assert not at.exception
+    [table] = at.dataframe
+    return table.value
 
 
 def texts(elements) -> str:
@@ -91,70 +106,75 @@ def lab(tmp_path_factory) -> str:
     return url
 
 
-def test_normal_study_shows_every_plot_explained(monkeypatch, data_path, lab):
+def plot_titles(at: AppTest) -> list[str]:
+    """The title of each Plotly chart on the page, in page order."""
+    return [json.loads(chart.proto.spec)["layout"]["title"]["text"] for chart in at.get("plotly_chart")]
+
+
+def test_normal_study_shows_every_plot_explained_in_two_sub_tabs(monkeypatch, data_path, lab):
     at = open_results(monkeypatch, data_path, lab, study="tpe_study")
     assert at.selectbox(key="results_pick").value == "tpe_study"
-    assert len(at.get("plotly_chart")) == 8
-    subheaders = [s.value for s in at.subheader]
-    for title in (
-        "Optimisation history",
-        "Intermediate values",
-        "Slice plot",
-        "Hyperparameter importances",
-        "Parallel coordinates",
-        "Contour",
-        "Empirical distribution",
-        "Timeline",
-    ):
-        assert any(s.startswith(title) for s in subheaders), title
-    assert texts(at.caption).count("How to read this") >= 8
+    progress = ("Optimisation history", "Intermediate values", "Empirical distribution", "Timeline")
+    parameters = ("Hyperparameter importances", "Slice plot", "Parallel coordinates", "Contour of one parameter pair")
+    # Only the open sub-tab is drawn: the search's progress first, no importances computed yet.
+    assert [s.value.split(" (")[0] for s in at.subheader] == list(progress)
+    assert len(at.get("plotly_chart")) == 4 and "Slice Plot" not in " ".join(plot_titles(at))
+    assert texts(at.caption).count("How to read this") == 4
+    assert "were pruned, saving" in texts(at.info) and "matters most" not in texts(at.info)
+    assert "results_importances_shown" not in at.session_state
+
+    at.session_state["results_plot_group"] = "Parameters"
+    at.run()
+    assert not at.exception
+    assert [s.value.split(" (")[0] for s in at.subheader] == list(parameters)
+    assert len(at.get("plotly_chart")) == 4 and "Slice Plot" in " ".join(plot_titles(at))
+    assert texts(at.caption).count("How to read this") == 4
     findings = texts(at.info)
-    assert "matters most" in findings and "were pruned, saving" in findings and "learning rates from" in findings
+    assert "matters most" in findings and "learning rates from" in findings
     # Importance and contour are drawn last: their waiting notes are gone once they are there.
     assert "Drawn once the importances are computed" not in texts(at.caption)
-    studies = at.dataframe[0].value
+    studies = studies_table(at)
     assert set(studies["study"]) == {"tpe_study", "random_study", "Fetal_Health_Study", "empty_study", "failed_study"}
     assert studies.set_index("study").loc["tpe_study", "sampler"] == "tpe"
 
 
 def test_contour_pair_switches_and_same_pair_explains(monkeypatch, data_path, lab):
-    at = open_results(monkeypatch, data_path, lab, study="tpe_study")
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study", plots="Parameters")
     x, y = at.selectbox(key="results_contour_x"), at.selectbox(key="results_contour_y")
     assert x.value != y.value
     y.set_value("batch_size").run()
     assert not at.exception
     assert "and batch_size" in texts(at.info)
-    assert len(at.get("plotly_chart")) == 8
+    assert len(at.get("plotly_chart")) == 4
     at.selectbox(key="results_contour_x").set_value("batch_size").run()
     assert "Choose two different parameters." in texts(at.info)
-    assert len(at.get("plotly_chart")) == 7  # never all pairs; none for an invalid pair
+    assert len(at.get("plotly_chart")) == 3  # never all pairs; none for an invalid pair
 
 
 def slice_params(at: AppTest) -> set[str]:
     """The parameters on the slice plot's x axes (one panel per parameter drawn)."""
-    spec = json.loads(at.get("plotly_chart")[2].proto.spec)  # in page order: history, intermediate, slice
-    assert spec["layout"]["title"]["text"].startswith("Slice Plot")
+    [spec] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if '"Slice Plot' in c.proto.spec]
     return {v["title"]["text"] for k, v in spec["layout"].items() if k.startswith("xaxis") and v.get("title")}
 
 
 def test_slice_plot_shows_the_chosen_parameter_only(monkeypatch, data_path, lab):
-    at = open_results(monkeypatch, data_path, lab, study="tpe_study")
+    at = open_results(monkeypatch, data_path, lab, study="tpe_study", plots="Parameters")
     chooser = at.selectbox(key="results_slice_param")
     assert chooser.value == "learning_rate" and "batch_size" in chooser.options
     assert slice_params(at) == {"learning_rate"}
     chooser.set_value("batch_size").run()
     assert not at.exception
     assert slice_params(at) == {"batch_size"}
-    assert len(at.get("plotly_chart")) == 8
+    assert len(at.get("plotly_chart")) == 4
 
 
 def test_trials_tab_table_filters_detail_and_csv(monkeypatch, data_path, lab):
     at = open_results(monkeypatch, data_path, lab, study="tpe_study", tab="Trials")
-    table = at.dataframe[1].value
+    table = at.dataframe[0].value
     assert len(table) == 24 and {"state", "value", "duration_s", "params_learning_rate", "architecture"} <= set(table)
     assert at.selectbox(key="results_trial").value == table.loc[table["value"].idxmax(), "number"]  # the best
     at.multiselect(key="results_states").set_value(["PRUNED"]).run()
-    pruned = at.dataframe[1].value
+    pruned = at.dataframe[0].value
     assert 0 < len(pruned) < 24 and set(pruned["state"]) == {"PRUNED"}
     assert at.get("download_button")[0].proto.url  # the CSV of the filtered trials is served
     assert any("Architecture: 21 inputs →" in m.value for m in at.markdown)
@@ -170,12 +190,15 @@ def test_compare_tab_overlays_two_studies(monkeypatch, data_path, lab):
 
 def test_plain_optuna_study_without_our_user_attrs(monkeypatch, data_path, lab):
     at = open_results(monkeypatch, data_path, lab, study="Fetal_Health_Study")
-    assert len(at.get("plotly_chart")) == 8
+    assert len(at.get("plotly_chart")) == 4
     assert "Best value" in texts(at.info)
+    at.session_state["results_plot_group"] = "Parameters"
+    at.run()
+    assert not at.exception and len(at.get("plotly_chart")) == 4
     at.session_state["results_tab"] = "Trials"
     at.run()
     assert not at.exception
-    assert len(at.dataframe[1].value) == 12
+    assert len(at.dataframe[0].value) == 12
     assert len(at.get("plotly_chart")) == 1  # the curve from intermediate values
 
 
@@ -191,7 +214,7 @@ def test_study_with_only_failed_and_pruned_trials_explains(monkeypatch, data_pat
     assert len(at.get("plotly_chart")) == 2  # intermediate values and timeline still have something to show
     at.session_state["results_tab"] = "Trials"
     at.run()
-    assert not at.exception and len(at.dataframe[1].value) == 2
+    assert not at.exception and len(at.dataframe[0].value) == 2
 
 
 def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path, tmp_path):
@@ -214,7 +237,7 @@ def test_running_study_polls_and_shows_the_running_trial(monkeypatch, data_path,
     at.run()
     assert not at.exception
     assert "this page refreshes" not in texts(at.caption)
-    assert at.dataframe[0].value.loc[0, "complete"] == 1 + sum(t.state == TrialState.COMPLETE for t in study.trials[:5])
+    assert studies_table(at).loc[0, "complete"] == 1 + sum(t.state == TrialState.COMPLETE for t in study.trials[:5])
 
 
 def test_empty_storage_and_corrupt_upload_explain(monkeypatch, data_path, tmp_path):
@@ -236,7 +259,7 @@ def test_uploaded_study_file_opens_read_only(monkeypatch, data_path, tmp_path, l
     at.file_uploader(key="results_upload").upload("lab.sqlite3", before).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     at.selectbox(key="results_pick").set_value("random_study").run()
-    assert len(at.get("plotly_chart")) == 8
+    assert len(at.get("plotly_chart")) == 4
     assert original.read_bytes() == before
 
 
@@ -261,10 +284,10 @@ def test_a_new_upload_replaces_the_previous_copy_and_a_hostile_file_is_refused(m
 
 
 def test_fanova_only_on_request(monkeypatch, data_path, lab):
-    at = open_results(monkeypatch, data_path, lab, study="random_study")
+    at = open_results(monkeypatch, data_path, lab, study="random_study", plots="Parameters")
     ped = next(i.value for i in at.info if "matters most" in i.value)
     at.toggle(key="results_fanova").set_value(True).run()
     assert not at.exception
     fanova = next(i.value for i in at.info if "matters most" in i.value)
     assert fanova != ped  # a different evaluator gives different shares
-    assert len(at.get("plotly_chart")) == 8
+    assert len(at.get("plotly_chart")) == 4

@@ -17,8 +17,27 @@ pytestmark = pytest.mark.browser
 # Per Plotly chart on the page: how many of its traces Plotly computed points for (0 = an empty plot).
 PLOT_TRACES = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(
     e => (e.calcdata || []).filter(cd => cd && cd.length > 0).length)"""
+# The keys of the Plotly charts drawn with data (each sits in its ``st-key-plot_<kind>`` element).
+DRAWN_PLOTS = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .filter(e => (e.calcdata || []).some(cd => cd && cd.length > 0))
+    .map(e => [...e.closest('[class*="st-key-plot_"]').classList].find(c => c.startsWith('st-key-')).slice(7))"""
 CONTOUR_AXES = """() => { const e = document.querySelector('.st-key-plot_contour .js-plotly-plot');
     return e ? [e.layout.xaxis.title.text, e.layout.yaxis.title.text] : null; }"""
+
+
+PROGRESS = ["edf", "history", "intermediate", "timeline"]  # the Plots tab's sub-tabs, as the page groups them
+PARAMETERS = ["contour", "importance", "parallel", "slice"]
+
+
+def plots_drawn(page, kinds: list[str]) -> None:
+    """Wait until the page holds exactly the Plotly charts of ``kinds``, each drawn with data."""
+    expected = sorted(f"plot_{kind}" for kind in kinds)
+    page.wait_for_function(
+        f"(expected) => {{ const drawn = ({DRAWN_PLOTS})().sort(); return ({PLOT_TRACES})().every(n => n > 0)"
+        " && JSON.stringify(drawn) === JSON.stringify(expected); }",
+        arg=expected,
+    )
+    assert page.locator(".stException").count() == 0
 
 
 @pytest.fixture
@@ -39,12 +58,13 @@ def test_results_page_in_chromium(prepared_server, chromium, artifacts):
         nav = page.locator('[data-testid="stSidebarNav"]')
         nav.get_by_text("Part I: manual tuning").wait_for()
         page.locator('[data-testid="stSidebar"]').get_by_text("Study storage").wait_for()
-        page.get_by_text("Hyperparameter importances").first.wait_for()
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 8")
-        page.wait_for_function(f"() => ({PLOT_TRACES})().every(n => n > 0)")
-        traces = page.evaluate(PLOT_TRACES)
-        assert len(traces) == 8 and all(n > 0 for n in traces), traces
-        assert page.locator(".stException").count() == 0
+        # The Plots tab opens on the search's progress; the parameters' plots are drawn when their sub-tab opens.
+        page.get_by_role("heading", name="Optimisation history").wait_for()
+        plots_drawn(page, PROGRESS)
+        page.screenshot(path=str(artifacts / "results_progress.png"), full_page=True)
+        page.get_by_role("tab", name="Parameters").click()
+        page.get_by_role("heading", name="Hyperparameter importances").wait_for()
+        plots_drawn(page, PARAMETERS)
 
         before = page.evaluate(CONTOUR_AXES)
         x = page.locator(".st-key-results_contour_x input").input_value()
@@ -57,10 +77,10 @@ def test_results_page_in_chromium(prepared_server, chromium, artifacts):
         page.wait_for_function(
             f"() => {{ const a = ({CONTOUR_AXES})(); return a && a.includes('batch_size') && a.includes('{x}'); }}"
         )
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 8")
-        page.set_viewport_size({"width": 1400, "height": 9000})  # Streamlit scrolls inside the app, not the page
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 4")
+        page.set_viewport_size({"width": 1400, "height": 5000})  # Streamlit scrolls inside the app, not the page
         page.wait_for_timeout(1500)
-        page.screenshot(path=str(artifacts / "results_plots.png"))
+        page.screenshot(path=str(artifacts / "results_parameters.png"))
         page.set_viewport_size({"width": 1400, "height": 1000})
 
         page.get_by_role("tab", name="Trials").click()
@@ -116,9 +136,9 @@ def test_an_uploaded_study_file_is_read_and_deleted_after_its_session_ends(strea
         swept(uploads.session_folder(server_folder, "a-folder-no-session-uses"))
         swept(session)  # the owner's tab is idle
 
-        owner.locator(".st-key-results_fanova label").click()  # the owner's next page run
+        owner.get_by_role("tab", name="Parameters").click()  # the owner's next page run
         wait_until(lambda: session.exists() and [p.suffix for p in session.iterdir()] == [".sqlite3"], "copy re-made")
-        owner.get_by_role("heading", name="Optimisation history").wait_for()
+        owner.get_by_role("heading", name="Hyperparameter importances").wait_for()
         owner.close()
         swept(session)
     finally:
