@@ -122,6 +122,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_START_SECONDS = 180
+
+
 class StreamlitServer:
     """`streamlit run serve.py` (the app, as `make run` serves it; or another ``script``) on
     127.0.0.1:<port, default a free one>, with its own data/storage environment; ready when its health check
@@ -150,7 +153,9 @@ class StreamlitServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 60
+        # It exits early if the process dies; the deadline only bounds a hang. Generous: on a loaded 2-core CI machine
+        # (the suite's other worker running a server, pool workers and Chromium) a start took over 60 s once.
+        deadline = time.monotonic() + SERVER_START_SECONDS
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"streamlit exited with {self.process.returncode}; see {log_path}")
@@ -161,7 +166,7 @@ class StreamlitServer:
             except OSError:
                 time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"streamlit did not become healthy in 60 s; see {log_path}")
+        raise RuntimeError(f"streamlit did not become healthy in {SERVER_START_SECONDS} s; see {log_path}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
