@@ -435,8 +435,9 @@ if chosen_storage is not None:
         st.info("There are no studies in this storage yet. Run one on Part II (or with the CLI), then come back.")
     elif rows:
         # Collapsed until opened, and only then sent: the table costs a browser about a second before the
-        # first plot of the study (its grid and Arrow code are loaded for it).
-        listing = st.expander(f"All {len(rows)} studies in this storage", key="results_studies_open", on_change="rerun")
+        # first plot of the study (its grid and Arrow code are loaded for it). A fixed label: Streamlit derives
+        # the expander's identity from it, so a count in it would close the table whenever a study is added.
+        listing = st.expander("All studies in this storage", key="results_studies_open", on_change="rerun")
         if listing.open:
             with listing:
                 st.dataframe(study_table(rows), hide_index=True, key="results_studies")
