@@ -182,3 +182,28 @@ def reap_stale_trials(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def reap_stale_trials_everywhere(storage: optuna.storages.BaseStorage) -> int:
+    """FAIL the RUNNING trials of every study whose worker stopped sending heartbeats (RDB storage only), in one
+    query for the studies with a RUNNING trial and one per such study. Returns how many were failed.
+
+    A trial whose heartbeat is within the grace period (a live worker, or one that died moments ago) is left, as
+    is a trial that never sent one: the same rule as Optuna's ``fail_stale_trials``, for a whole storage.
+    """
+    if not isinstance(storage, optuna.storages.RDBStorage) or storage.get_heartbeat_interval() is None:
+        return 0
+    from optuna.storages._rdb.models import TrialModel  # Optuna's own table model: one query for all studies
+    from sqlalchemy import select
+
+    with storage.engine.connect() as connection:
+        running = select(TrialModel.study_id).where(TrialModel.state == optuna.trial.TrialState.RUNNING).distinct()
+        study_ids = list(connection.execute(running).scalars())
+    failed = 0
+    for study_id in study_ids:
+        for trial_id in storage._get_stale_trial_ids(study_id):
+            try:
+                failed += bool(storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL))
+            except optuna.exceptions.UpdateFinishedTrialError:  # another process failed or finished it meanwhile
+                pass
+    return failed

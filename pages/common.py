@@ -130,24 +130,47 @@ def sweep_uploads() -> None:
     uploads.sweep_sessions(_server_upload_folder())
 
 
-def enter_through_app() -> None:
-    """Make sure this page runs inside app.py (navigation, sidebar, worker leases), even on a direct link.
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
 
-    With a folder named ``pages/`` beside app.py, a freshly started Streamlit server treats its first run
-    as a legacy multipage app until app.py has called ``st.navigation`` once: a shared link such as
-    ``/race`` would run pages/race.py alone. Each page calls this first; for a session that has not been
-    through app.py yet it switches the server to ``st.navigation`` mode (Streamlit's own flag, which
-    st.navigation sets too) and reruns, so app.py runs and routes to the same page.
+
+def use_app_navigation() -> None:
+    """Put the server in ``st.navigation`` mode (app.py routes every page), as app.py's first run would.
+
+    With a folder named ``pages/`` beside app.py, a freshly started Streamlit server treats every run as a
+    legacy multipage app until app.py has called ``st.navigation`` once: it runs the requested page file alone,
+    under a navigation made of the folder's files (``keys``, ``common``, ...), without app.py's sidebar or
+    nickname. serve.py calls this at start, before any session; ``enter_through_app`` covers ``streamlit run
+    app.py``.
     """
-    # The one use of a Streamlit private module, kept in this function. Upstream behaviour it works around
-    # (Streamlit 1.67, streamlit/runtime/pages_manager.py): the first ``PagesManager`` sets the class flag
-    # ``PagesManager.uses_pages_directory`` to whether a ``pages/`` folder sits beside the main script, and
-    # while it is True the ScriptRunner runs the requested page file through ``_mpa_v1`` instead of app.py;
-    # only ``st.navigation`` sets it to False. tests/test_app_routing.py fails if any of that changes.
+    # The one use of a Streamlit private module, kept in this function and the next. Upstream behaviour it works
+    # around (Streamlit 1.67, streamlit/runtime/pages_manager.py): the first ``PagesManager`` sets the class flag
+    # ``PagesManager.uses_pages_directory`` to whether a ``pages/`` folder sits beside the main script (only when
+    # it is still None), and while it is True the ScriptRunner runs the requested page file through ``_mpa_v1``
+    # instead of app.py; only ``st.navigation`` sets it to False. tests/test_app_routing.py fails if any of that
+    # changes.
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory and not st.session_state.get(keys.ENTERED_THROUGH_APP):
-        PagesManager.uses_pages_directory = False
+    PagesManager.uses_pages_directory = False
+
+
+def enter_through_app() -> None:
+    """Make sure this page runs inside app.py (navigation, sidebar, nickname, worker leases), even on a direct link.
+
+    Each page calls this first. A page run by a server still in legacy mode (see ``use_app_navigation``) is
+    recognised by its main script being app.py while app.py has not run for this session: the flag alone is not
+    enough, as another session may switch it between this run's start and this call (after a restart, every open
+    tab reconnects at once). Such a run switches the server to ``st.navigation`` mode and reruns, so app.py runs
+    and routes to the same page with the same query parameters.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if st.session_state.get(keys.ENTERED_THROUGH_APP):
+        return
+    ctx = get_script_run_ctx()
+    main_is_app = ctx is not None and Path(ctx.main_script_path).resolve() == APP_SCRIPT
+    if PagesManager.uses_pages_directory or main_is_app:
+        use_app_navigation()
         st.rerun()
 
 
@@ -166,6 +189,7 @@ def sidebar() -> None:
         st.caption("Study storage")
         st.text(shown_storage_url(config.storage_url))
         worker_leases()
+    reap_dead_trials(config.storage_url)  # before the page lists any trial
 
 
 def shown_storage_url(url: str) -> str:
@@ -201,6 +225,24 @@ def reap_dead_workers(url: str, study_name: str) -> None:
         reap_stale_trials(optuna.load_study(study_name=study_name, storage=shared_storage(url)))
     except Exception:  # the storage is busy or the study vanished: the next look tries again
         pass
+
+
+REAP_SECONDS = 10  # a third of the default grace period (FETAL_HPO_HEARTBEAT x 3)
+
+
+@st.cache_data(ttl=REAP_SECONDS, show_spinner=False)
+def reap_dead_trials(url: str) -> int:
+    """FAIL the RUNNING trials of every study whose worker stopped sending heartbeats more than the grace period
+    ago (a server killed mid-trial, a killed CLI worker), whether or not anyone follows the study. Every full page
+    run calls it (from the sidebar, before the page lists anything); cached: at most one look every
+    ``REAP_SECONDS`` for the server, one query plus one per study with a RUNNING trial. serve.py does the same
+    at start."""
+    from fetal_core.storage import reap_stale_trials_everywhere
+
+    try:
+        return reap_stale_trials_everywhere(shared_storage(url))
+    except Exception:  # the storage is down or busy: the next look tries again
+        return 0
 
 
 def configured_storage():
