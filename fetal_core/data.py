@@ -3,16 +3,19 @@
 Every problem with an input file raises one ``DatasetError`` whose message (one line) names the column,
 row or value, in words a student can act on. Rows are numbered as a spreadsheet shows them: the header
 is line 1, so the first data row is line 2. Input is read within bounds: only a regular file, at most
-``MAX_FILE_BYTES``, ``MAX_ROWS`` rows and ``MAX_CELL_CHARS`` per cell, and a message quotes at most
-``QUOTE_CHARS`` of any name or value.
+``MAX_FILE_BYTES``, ``MAX_COLUMNS`` columns (counted on the header before the table is parsed), ``MAX_ROWS``
+rows and ``MAX_CELL_CHARS`` per cell, every check in linear time, and a message quotes at most ``QUOTE_CHARS``
+of any name or value.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import shutil
 import stat
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,7 @@ FEATURES = (
 )  # fmt: skip
 CLASS_NAMES = ("normal", "suspect", "pathological")  # labels 1, 2, 3 -> encoded 0, 1, 2
 MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_COLUMNS = 200  # the real data set has 22
 MAX_ROWS = 100_000  # the real data set has 2,126
 MAX_CELL_CHARS = 100  # a number in this file has at most ~20 characters
 QUOTE_CHARS = 80  # of a name or value quoted in a message
@@ -97,7 +101,7 @@ def _quote(value: object, limit: int = QUOTE_CHARS) -> str:
 
 
 def _names(names: list[str], shown: int = 5) -> str:
-    quoted = ", ".join(f"'{_quote(n)}'" for n in names[:shown])
+    quoted = ", ".join(f"'{_quote(n)}'" if n.strip() else "(a column without a name)" for n in names[:shown])
     return quoted + (f" and {len(names) - shown:,} more" if len(names) > shown else "")
 
 
@@ -137,6 +141,27 @@ def _read_file(path: Path, name: str) -> bytes:
     return b"".join(chunks)
 
 
+def _header(text: str, name: str) -> list[str]:
+    """The header's names, read as one CSV record without parsing the rest (blank lines before it are skipped,
+    as pandas skips them); more than ``MAX_COLUMNS`` names are refused here, in time linear in the header."""
+    try:
+        for row in csv.reader(io.StringIO(text, newline="")):
+            if len(row) > 1 or (row and row[0].strip()):
+                break
+        else:
+            return []
+    except csv.Error as err:
+        raise DatasetError(
+            f"'{name}' is not a valid CSV file: its header cannot be read ({_quote(err, 160)})."
+        ) from None
+    if len(row) > MAX_COLUMNS:
+        raise DatasetError(
+            f"'{name}' has {len(row):,} columns; the limit is {MAX_COLUMNS} (the fetal health data set has "
+            f"{len(FEATURES) + 1})."
+        )
+    return row
+
+
 def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
     raw = source if isinstance(source, bytes) else _read_file(Path(source), name)
     if len(raw) > MAX_FILE_BYTES:
@@ -149,9 +174,11 @@ def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DatasetError(f"'{name}' is not a CSV text file: byte {err.start} is not valid UTF-8 text.") from None
+    _check_columns(_header(text, name), name)  # before the table is parsed: a wrong header costs no parsing
     try:
         # Only an empty cell is missing: a cell reading "n/a", "NA" or "null" is reported with its text.
-        table = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+        # One row past the limit is enough to refuse a file: the rest is never parsed.
+        table = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""], nrows=MAX_ROWS + 1)
     except pd.errors.EmptyDataError:
         raise DatasetError(f"'{name}' is empty: it has no header and no rows.") from None
     except (pd.errors.ParserError, ValueError) as err:
@@ -161,8 +188,10 @@ def _read_table(source: str | os.PathLike | bytes, name: str) -> pd.DataFrame:
 
 def _check_size(table: pd.DataFrame, name: str) -> None:
     """Rows and cell lengths within bounds (the data set's cells are short numbers; it has ~2,000 rows)."""
-    if len(table) > MAX_ROWS:
-        raise DatasetError(f"'{name}' has {len(table):,} rows; the limit is {MAX_ROWS:,} (the real data set: 2,126).")
+    if len(table) > MAX_ROWS:  # read_csv stops one row past the limit
+        raise DatasetError(
+            f"'{name}' has more than {MAX_ROWS:,} rows; the limit is {MAX_ROWS:,} (the real data set: 2,126)."
+        )
     for column in table.columns:
         values = table[column]
         if values.dtype.kind in "biuf":  # parsed as numbers: short by construction
@@ -177,12 +206,16 @@ def _check_size(table: pd.DataFrame, name: str) -> None:
             )
 
 
-def _check_columns(table: pd.DataFrame, name: str) -> None:
-    columns = [str(c) for c in table.columns]
+def _check_columns(columns: list[str], name: str) -> None:
+    """The header's names (as written: pandas would rename a repeated name) against the expected ones, in
+    time linear in the number of columns."""
+    if not columns:
+        raise DatasetError(f"'{name}' is empty: it has no header and no rows.")
     expected = (*FEATURES, LABEL)
-    missing = [c for c in expected if c not in columns]
-    extra = [c for c in columns if c not in expected]
-    duplicated = sorted({c for c in columns if columns.count(c) > 1})
+    present, wanted = set(columns), set(expected)
+    missing = [c for c in expected if c not in present]
+    extra = list(dict.fromkeys(c for c in columns if c not in wanted))
+    duplicated = sorted(c for c, count in Counter(columns).items() if count > 1)
     if len(columns) == 1 and len(missing) > 1:
         raise DatasetError(
             f"'{name}' is not a comma-separated file with the fetal health columns "
@@ -249,8 +282,7 @@ def load_dataset(source: str | os.PathLike | bytes | None = None, name: str | No
     if name is None:
         name = "uploaded file" if isinstance(source, bytes) else Path(source).name
     name = _quote(name)
-    table = _read_table(source, name)
-    _check_columns(table, name)
+    table = _read_table(source, name)  # checks the header's columns first
     _check_size(table, name)
     values = _check_values(table, name)
     labels = _check_labels(values[:, -1], name)

@@ -107,7 +107,9 @@ def timeline_figure(study: optuna.Study) -> go.Figure:
     width = max(1.0, min(4.0, 400 / trials))  # about a bar's height: the plot is a few hundred pixels tall
     segments = []
     for bar in bars:
-        starts = pd.to_datetime(pd.Series(bar.base))
+        # Optuna writes each start with isoformat(), which leaves out a zero fraction of a second: a trial that
+        # starts on an exact second is written without one, so the format is ISO 8601's, not the first one's.
+        starts = pd.to_datetime(pd.Series(bar.base), format="ISO8601")
         ends = starts + pd.to_timedelta(pd.Series(bar.x, dtype=float), unit="ms")
         xs, ys, texts = (np.full(3 * len(starts), None, dtype=object) for _ in range(3))  # a gap after each
         xs[0::3], xs[1::3] = starts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f"), ends.dt.strftime("%Y-%m-%dT%H:%M:%S.%f")

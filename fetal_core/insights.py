@@ -41,7 +41,10 @@ def top_trials(trials: list[FrozenTrial], fraction: float = 0.1, maximize: bool 
 
 
 def format_value(value: Any) -> str:
-    """A number as a student would write it (3 significant digits, scientific when tiny or huge)."""
+    """A number as a student would write it (3 significant digits, scientific when tiny or huge); "none" for a
+    value that is not a finite number (``records.number``)."""
+    if isinstance(value, float) and records.number(value) is None:
+        return "none"
     if isinstance(value, float):
         return f"{value:.2g}" if abs(value) < 0.01 or abs(value) >= 1e4 else f"{value:.3g}"
     return str(value)
@@ -87,7 +90,7 @@ def findings(
     if param_importances:
         out["importance"] = importance_finding(param_importances)
     top = top_trials(trials, 0.1, maximize)
-    lrs = [t.params["learning_rate"] for t in top if isinstance(t.params.get("learning_rate"), int | float)]
+    lrs = [lr for lr in (records.number(t.params.get("learning_rate")) for t in top) if lr is not None]
     if lrs:
         out["slice"] = (
             f"The top {len(top)} trial{'s' if len(top) > 1 else ''} (best 10%) used learning rates "
@@ -153,8 +156,9 @@ def contour_finding(trials: list[FrozenTrial], x: str, y: str, maximize: bool = 
     ys = [t.params[y] for t in top]
 
     def span(values: list) -> str:
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-            return f"{format_value(min(values))}..{format_value(max(values))}"
+        numbers = [records.number(v) for v in values]
+        if None not in numbers:
+            return f"{format_value(min(numbers))}..{format_value(max(numbers))}"
         return ", ".join(sorted({str(v) for v in values}))
 
     return f"The best 10% of trials lie at {x} {span(xs)} and {y} {span(ys)}: look for the dark region there."

@@ -11,10 +11,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from . import limits
 from .text import clip
 from .training import OPTIMIZERS, ConfigError, TrainConfig, TrainResult
+
+if TYPE_CHECKING:
+    from .lesson import Presets
 
 
 def _log_grid(low_exponent: int, high_exponent: int) -> tuple[float, ...]:
@@ -155,7 +159,64 @@ def config_from_query(params: Mapping[str, str], base: TrainConfig) -> tuple[Tra
         except (ValueError, ConfigError) as err:
             reason = (str(err).split(": ", 1)[-1] if isinstance(err, ConfigError) else str(err)).rstrip(".")
             notes.append(f"Ignored '{key}={clip(raw, 40)}' from the link ({LABELS[QUERY_KEYS[key]]}): {reason}.")
-    return TrainConfig.from_dict(values), notes
+    try:
+        return TrainConfig.from_dict(values), notes
+    except ConfigError as err:  # each value fits but not together (limits.check_network): keep ``base``'s network
+        notes.append(f"Ignored the link's hidden layers and batch size: {err}")
+        kept = {name: getattr(base, name) for name in ("hidden_layers", "batch_size")}
+        return TrainConfig.from_dict({**values, **kept}), notes
+
+
+def _lesson_rule(field: str, presets: Presets) -> str:
+    """Why the lesson changed ``field``: it is fixed, capped, or has a range."""
+    label = LABELS[field]
+    if presets.seen(field) != "choose":
+        return f"this lesson fixes the {label} at {_show(field, presets.fixed_value(field))}"
+    if field == "epochs" and presets.max_epochs is not None:  # epochs start at 1: a change is the cap
+        return f"this lesson caps epochs at {presets.max_epochs}"
+    if field == "hidden_layers":
+        (few, many), (narrow, wide) = presets.range("layers"), presets.range("units")
+        return f"this lesson allows {few:g} to {many:g} hidden layers of {narrow:g} to {wide:g} units"
+    low, high = presets.range(field)
+    shown = format_rate if field in ("learning_rate", "weight_decay") else (lambda v: f"{v:g}")
+    return f"this lesson allows a {label} of {shown(low)} to {shown(high)}"
+
+
+def fit_to_lesson(
+    config: TrainConfig, presets: Presets, defaults: TrainConfig | None = None
+) -> tuple[TrainConfig, list[str]]:
+    """``config`` as this lesson allows it (``Presets.apply``: fixed settings set, numbers moved into the
+    lesson's ranges), and one plain line per setting that changed, e.g. "epochs 30 → 20: this lesson caps
+    epochs at 20"; a setting still at its value in ``defaults`` (the notebook's, nobody's choice) changes
+    without a line. Settings handed over by Part II or Results, a link or an earlier lesson go through here
+    before they reach a widget, whose bounds are the lesson's ranges.
+
+    Never raises: when the moved numbers do not fit together (``limits.check_network``), the smallest
+    network the lesson allows is used, with a line saying so (and when even that does not fit, the defaults:
+    ``Presets.enforce`` then refuses them, which the page reports)."""
+    try:
+        fitted = presets.apply(config)
+    except ConfigError as err:
+        (few, _), (narrow, _), (_, largest_batch) = (presets.range(n) for n in ("layers", "units", "batch_size"))
+        smallest = {**config.to_dict(), "hidden_layers": [int(narrow)] * int(few), "batch_size": int(largest_batch)}
+        reason = str(err).rstrip(".")
+        try:
+            fitted = presets.apply(TrainConfig.from_dict(smallest))
+        except ConfigError:
+            return TrainConfig(), [f"These settings do not fit this lesson's ranges together ({reason})."]
+        used = "the smallest network and largest batch size it allows are used"
+        return fitted, [f"These settings do not fit this lesson's ranges together ({reason}): {used}."]
+    before, after = config.to_dict(), fitted.to_dict()
+    unchosen = None if defaults is None else defaults.to_dict()
+    notes = []
+    for field, label in LABELS.items():
+        old, new = before[field], after[field]
+        default = None if unchosen is None else unchosen[field]
+        if field == "hidden_layers":
+            old, new, default = list(old), list(new), default and list(default)
+        if old != new and (unchosen is None or old != default):
+            notes.append(f"{label} {_show(field, old)} → {_show(field, new)}: {_lesson_rule(field, presets)}.")
+    return fitted, notes
 
 
 def make_run_record(result: TrainResult, number: int, waited_seconds: float = 0.0) -> dict:

@@ -6,6 +6,11 @@ meaning are written down once. Readers take the attrs mapping (``study.user_attr
 made elsewhere (an uploaded file, another tool) may hold anything under our keys, so a value of the wrong type
 reads as ``None``. The keys themselves are the stored format and never change (old studies must still read).
 
+Every stored value a page shows goes through a typed reader here (``number``, ``timestamp``, ``cell``,
+``hidden_layers``, ``trial_history``, ``trial_metric``): a non-finite number (JSON ``Infinity``, ``NaN``), a
+string where a number belongs, a nested list where a cell belongs, a time in another ISO format reads as None or
+as text, never as an exception on a page.
+
 Also here: the trial-state groups every page and module counts with, and "best" and "best so far".
 
 Trial-state groups (each name means one thing everywhere):
@@ -24,6 +29,7 @@ import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import optuna
@@ -44,6 +50,7 @@ _RACE, _RACE_RUN = "race", "race_run"  # a race study: the race's plan, and whic
 # Trial user attrs.
 _CONFIG, _HISTORY, _METRICS = "config", "history", "metrics"
 _WORKER = "worker"  # host:pid of the process that trained the trial
+FAIL_REASON = "fail_reason"  # why a trial failed, in a sentence (the server's time budget)
 _LESSON_RECORD = "lesson_record"  # on a class-mode study: "control" (the lessons) or "by hand" (Part I runs)
 LESSON_RECORD_KINDS = ("control", "by hand")
 
@@ -87,6 +94,62 @@ def best_so_far(trials: Sequence[FrozenTrial], maximize: bool = True) -> list[fl
             best = t.value if better else best
         curve.append(best)
     return curve
+
+
+# ---------------------------------------------------------------- stored values, typed for display
+
+
+def number(value: Any) -> int | float | None:
+    """A stored number as it may be shown: a finite int or float (ints stay ints); None for anything else
+    (NaN, an infinity, text, a bool, a list, an int too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return None
+    return value if finite else None
+
+
+def timestamp(value: Any) -> datetime | None:
+    """A stored time, naive as Optuna keeps them: a datetime (PostgreSQL's driver hands them out) or ISO 8601
+    text with or without a fraction of a second (SQLite stores text; another tool may write either); a time
+    with an offset is converted to UTC, Optuna's stored time. None for anything else."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+CELL_CHARS = 200  # a stored text shown in a table cell (another tool's attr) is cut to this length
+
+
+def cell(value: Any) -> bool | int | float | str | None:
+    """A stored value as one table cell: text and bools as they are (text cut to ``CELL_CHARS``), numbers
+    through ``number``, anything else (a list, a mapping) as its text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return number(value)
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
+
+
+def layer_widths(values: Any) -> list[int] | None:
+    """Hidden layer widths: a non-empty list of whole numbers of at least 1 (64.0 reads as 64), else None."""
+    if not isinstance(values, list | tuple) or not values:
+        return None
+    widths = []
+    for value in values:
+        width = number(value)
+        if width is None or width < 1 or width != int(width):
+            return None
+        widths.append(int(width))
+    return widths
 
 
 # ---------------------------------------------------------------- study attrs
@@ -225,11 +288,9 @@ def trial_config(trial: FrozenTrial) -> dict | None:
 
 
 def hidden_layers(trial: FrozenTrial) -> list[int] | None:
-    """The widths of the hidden layers from the trial's stored config, or None when it has none."""
-    layers = (trial_config(trial) or {}).get("hidden_layers")
-    if not isinstance(layers, list) or not all(isinstance(u, int | float) for u in layers):
-        return None
-    return [int(u) for u in layers]
+    """The widths of the hidden layers from the trial's stored config, or None when it has none or they are
+    not whole numbers of at least 1 (``layer_widths``)."""
+    return layer_widths((trial_config(trial) or {}).get("hidden_layers"))
 
 
 def store_history(trial: optuna.Trial, columns: Mapping[str, list]) -> None:
@@ -237,10 +298,20 @@ def store_history(trial: optuna.Trial, columns: Mapping[str, list]) -> None:
     trial.set_user_attr(_HISTORY, dict(columns))
 
 
-def trial_history(trial: FrozenTrial) -> dict[str, list] | None:
-    """The trial's per-epoch curve as columns ("epoch", "val_accuracy", ...), or None when it has none."""
+def trial_history(trial: FrozenTrial) -> dict[str, list[int | float | None]] | None:
+    """The trial's per-epoch curve as columns ("epoch", "val_accuracy", ...), or None when it has none.
+
+    Only the columns that are lists as long as "epoch" are kept, and every value is read by ``number``
+    (NaN, an infinity or text becomes None)."""
     history = _typed(trial.user_attrs, _HISTORY, dict)
-    return history if history is not None and isinstance(history.get("epoch"), list) else None
+    epochs = None if history is None else history.get("epoch")
+    if not isinstance(epochs, list):
+        return None
+    return {
+        str(name): [number(v) for v in values]
+        for name, values in history.items()
+        if isinstance(values, list) and len(values) == len(epochs)
+    }
 
 
 def store_metrics(trial: optuna.Trial, metrics: Mapping[str, Any]) -> None:
@@ -253,6 +324,11 @@ def trial_metrics(trial: FrozenTrial) -> dict | None:
     return _typed(trial.user_attrs, _METRICS, dict)
 
 
+def trial_metric(trial: FrozenTrial, name: str) -> int | float | None:
+    """One number of the trial's final metrics ("balanced_accuracy", "seconds"), read by ``number``."""
+    return number((trial_metrics(trial) or {}).get(name))
+
+
 def trial_nickname(trial: FrozenTrial) -> str | None:
     """The nickname of the student whose Part I run the trial records (class mode), or None."""
     return _typed(trial.user_attrs, "nickname", str)
@@ -261,6 +337,16 @@ def trial_nickname(trial: FrozenTrial) -> str | None:
 def this_process() -> str:
     """``host:pid`` of this process: how a trial's ``worker`` attr names the process that trained it."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def store_fail_reason(trial: optuna.Trial, reason: str) -> None:
+    """Say why the trial is about to fail (one sentence a student can read)."""
+    trial.set_user_attr(FAIL_REASON, str(reason))
+
+
+def trial_fail_reason(trial: FrozenTrial) -> str | None:
+    """Why the trial failed, when this lab said so (``store_fail_reason``), else None."""
+    return _typed(trial.user_attrs, FAIL_REASON, str)
 
 
 def store_worker(trial: optuna.Trial) -> None:

@@ -108,15 +108,6 @@ def _counts(storage: BaseStorage, study: tuple[int, str] | None = None) -> dict[
     return by_study
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        return None
-
-
 def list_studies(storage: BaseStorage) -> list[StudyRow]:
     """Every study in ``storage`` with trial counts by state, best value, start, and our recorded attrs; not
     class mode's control study (it holds the lessons, no trials)."""
@@ -128,7 +119,7 @@ def list_studies(storage: BaseStorage) -> list[StudyRow]:
         by_state = {r[1]: r for r in counts.get(s.study_name, [])}
         complete = by_state.get("COMPLETE")
         best = None if complete is None else (complete[3] if maximize else complete[4])
-        starts = [_parse_time(r[5]) for r in by_state.values() if r[5] is not None]
+        starts = [s for s in (records.timestamp(r[5]) for r in by_state.values()) if s is not None]
         n = {state: r[2] for state, r in by_state.items()}
         described = records.study_description(s.user_attrs)
         rows.append(
@@ -205,9 +196,9 @@ def load_trials(
 
 
 def _local_time(utc: datetime | str | None) -> datetime | None:
-    """Optuna's RDB storage keeps naive UTC times (SQLite: as text) and hands out naive local ones."""
-    if isinstance(utc, str):
-        utc = datetime.fromisoformat(utc)
+    """Optuna's RDB storage keeps naive UTC times (SQLite: as text, PostgreSQL: datetimes) and hands out naive
+    local ones; a time that does not read (``records.timestamp``) is None, as a trial that has none."""
+    utc = records.timestamp(utc)
     return None if utc is None else utc.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
@@ -369,12 +360,13 @@ def open_study_file(data: bytes, folder: str | Path | None = None) -> tuple[str,
 
 
 def architecture(trial: FrozenTrial) -> list[int]:
-    """Hidden layer widths: from the stored config, else from ``layer_i`` params."""
+    """Hidden layer widths: from the stored config, else from ``layer_i`` params; empty when neither reads as
+    whole numbers of units (``records.layer_widths``)."""
     stored = records.hidden_layers(trial)
     if stored is not None:
         return stored
     layers = sorted((int(k[6:]), v) for k, v in trial.params.items() if k.startswith("layer_") and k[6:].isdigit())
-    return [int(v) for _, v in layers]
+    return records.layer_widths([v for _, v in layers]) or []
 
 
 def epochs_run(trial: FrozenTrial) -> int:
@@ -402,36 +394,35 @@ def trials_frame(trials: list[FrozenTrial]) -> pd.DataFrame:
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
-            "value": t.value if t.values and len(t.values) == 1 else None,
+            "value": records.number(t.value) if t.values and len(t.values) == 1 else None,
             "duration_s": duration_seconds(t),
             "started": t.datetime_start,
             "epochs_run": epochs_run(t),
-            "last_reported": t.intermediate_values[t.last_step] if t.last_step is not None else None,
+            "last_reported": records.number(t.intermediate_values[t.last_step]) if t.last_step is not None else None,
         }
         layers = architecture(t)
         row["architecture"] = "-".join(map(str, layers)) if layers else None
         for name, value in t.params.items():
-            row[f"params_{name}"] = value
-        metrics = records.trial_metrics(t)
-        if metrics is not None:
-            for key in ("balanced_accuracy", "seconds"):
-                if isinstance(metrics.get(key), int | float):
-                    row[f"metrics_{key}"] = metrics[key]
+            row[f"params_{name}"] = records.cell(value)
+        for key in ("balanced_accuracy", "seconds"):
+            metric = records.trial_metric(t, key)
+            if metric is not None:
+                row[f"metrics_{key}"] = metric
         for key, value in records.other_trial_attrs(t).items():
-            row[f"user_{key}"] = value if value is None or isinstance(value, bool | int | float | str) else str(value)
+            row[f"user_{key}"] = records.cell(value)
         rows.append(row)
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["number", "state", "value", "duration_s"])
 
 
 def trial_curve(trial: FrozenTrial) -> pd.DataFrame:
-    """Per-epoch curve: our ``history`` columns, else the intermediate values (plain Optuna studies)."""
+    """Per-epoch curve: our ``history`` columns, else the intermediate values (plain Optuna studies); a value
+    that is not a finite number is None (``records.number``)."""
     history = records.trial_history(trial)
     if history is not None and history["epoch"]:
-        lengths = {len(v) for v in history.values() if isinstance(v, list)}
-        if len(lengths) == 1:
-            return pd.DataFrame({k: v for k, v in history.items() if isinstance(v, list)})
+        return pd.DataFrame(history)
     steps = sorted(trial.intermediate_values)
-    return pd.DataFrame({"epoch": steps, "intermediate_value": [trial.intermediate_values[s] for s in steps]})
+    values = [records.number(trial.intermediate_values[s]) for s in steps]
+    return pd.DataFrame({"epoch": steps, "intermediate_value": values})
 
 
 def best_so_far(trials: list[FrozenTrial], maximize: bool = True) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from fetal_core.manual import (
     WEIGHT_DECAYS,
     config_from_query,
     config_to_query,
+    fit_to_lesson,
     format_layers,
     format_rate,
     format_setting,
@@ -99,6 +100,10 @@ def apply_to_widgets(config: TrainConfig) -> None:
     forget_widgets()
 
 
+# Every config that reaches the widgets goes through fit_to_lesson first: a widget's bounds are the lesson's
+# ranges, and Streamlit raises on a value outside them (a 30-epoch trial under a 20-epoch cap once did, on every
+# visit). Each setting the lesson changes is said in one line.
+presets = lesson_presets_now()  # the instructor's presets of the current lesson (defaults: none)
 handed_over = st.session_state.pop(keys.LOAD_INTO_PART1, None)
 link_already_read = st.session_state.get(keys.PART1_LINK_READ, False)
 st.session_state[keys.PART1_LINK_READ] = True  # a link applies once, when the session opens Part I
@@ -106,28 +111,41 @@ if handed_over is not None:
     try:
         # Through the same checks as a shared link, so out-of-range values are dropped with a note.
         loaded, notes = config_from_query(config_to_query(TrainConfig.from_dict(handed_over)), TrainConfig())
-    except (ConfigError, TypeError, ValueError) as err:
+    except (ConfigError, TypeError, ValueError, AttributeError) as err:
         st.error(f"Could not load the settings from Part II: {plain(err)}")
     else:
+        loaded, fitted = fit_to_lesson(loaded, presets)
         apply_to_widgets(loaded)
         st.success("Loaded the settings from Part II into the form below: press **Train** to run them by hand.")
-        for note in notes:
+        for note in notes + fitted:
             st.warning(plain(note))
 elif not link_already_read:
     from_link, notes = config_from_query(dict(st.query_params), TrainConfig())
     if from_link != TrainConfig():
         st.info("Loaded the settings from the link.")
-    for note in notes:
+    from_link, fitted = fit_to_lesson(from_link, presets, defaults=TrainConfig())
+    for note in notes + fitted:
         st.warning(plain(note))  # quotes the link's values: text, not Markdown
     apply_to_widgets(from_link)
 
-presets = lesson_presets_now()  # the instructor's presets of the current lesson (defaults: none)
-stored = TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict()))
-if st.session_state.get(PRESETS_SEEN_KEY) != presets.to_dict():  # new presets: the widgets start inside them
+try:
+    stored, readable = TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict())), True
+except (ConfigError, TypeError, ValueError, AttributeError):  # kept from before the lab's limits changed
+    stored, readable = TrainConfig(), False
+# The session's settings may come from an earlier lesson with wider ranges: they move into this one's.
+fitted_stored, notes = fit_to_lesson(stored, presets, defaults=TrainConfig())
+if not readable or fitted_stored != stored or st.session_state.get(PRESETS_SEEN_KEY) != presets.to_dict():
     st.session_state[PRESETS_SEEN_KEY] = presets.to_dict()
-    stored = presets.apply(stored)
+    stored = fitted_stored
     st.session_state[CONFIG_KEY] = stored.to_dict()
-    forget_widgets()
+    forget_widgets()  # the widgets start from the fitted settings
+    for note in notes:
+        st.warning(plain(note))
+try:
+    presets.enforce(stored)
+except ConfigError as err:  # ranges in which no network fits the lab's limits: no widget could show them
+    st.error(f"This lesson's ranges allow no setting the lab can train ({plain(err)}). Ask your instructor.")
+    st.stop()
 
 
 def choosable(control: str) -> bool:
@@ -137,6 +155,16 @@ def choosable(control: str) -> bool:
 def bounds(name: str, whole: bool = True) -> tuple:
     low, high = presets.range(name)
     return (int(low), int(high)) if whole else (float(low), float(high))
+
+
+def lesson_slider(label: str, name: str, key: str, **kwargs) -> int:
+    """A slider over the lesson's range of ``name``; a range of one value (a slider cannot have equal ends)
+    is that value, shown as text."""
+    low, high = bounds(name)
+    if low == high:
+        st.caption(f"{label}: {low} (the only value this lesson allows)")
+        return low
+    return st.slider(label, low, high, key=key, **kwargs)
 
 
 def rate_grid(grid: tuple[float, ...], name: str, current: float) -> list[float]:
@@ -164,7 +192,8 @@ if fixed:
         )
 values = {c: presets.fixed_value(c) for c in CONTROLS}  # fixed and hidden controls keep the lesson's values
 if not exact and choosable("hidden_layers"):
-    layer_count = settings_column.slider("Number of hidden layers", *bounds("layers"), key=LAYER_COUNT_KEY)
+    with settings_column:
+        layer_count = lesson_slider("Number of hidden layers", "layers", LAYER_COUNT_KEY)
     for i in range(layer_count):  # a layer added since the last run starts as wide as the one before it
         st.session_state.setdefault(width_key(i), st.session_state.get(width_key(i - 1), stored.hidden_layers[-1]))
 
@@ -178,18 +207,18 @@ with settings_column, st.form("part1_form", border=True):
             help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
         )
     elif choosable("hidden_layers"):
-        widths = [
-            st.slider(f"Units in hidden layer {i + 1}", *bounds("units"), key=width_key(i)) for i in range(layer_count)
-        ]
+        widths = [lesson_slider(f"Units in hidden layer {i + 1}", "units", width_key(i)) for i in range(layer_count)]
         layers_text = format_layers(widths)
     if choosable("batch_size"):
-        widget = st.number_input if exact else st.slider
-        values["batch_size"] = widget(
-            "Batch size",
-            *bounds("batch_size"),
-            key=(EXACT_WIDGETS if exact else SLIDER_WIDGETS)["batch_size"],
-            help="Rows per weight update (the training part has 1,700 rows).",
-        )
+        batch_help = "Rows per weight update (the training part has 1,700 rows)."
+        if exact:
+            values["batch_size"] = st.number_input(
+                "Batch size", *bounds("batch_size"), key=EXACT_WIDGETS["batch_size"], help=batch_help
+            )
+        else:
+            values["batch_size"] = lesson_slider(
+                "Batch size", "batch_size", SLIDER_WIDGETS["batch_size"], help=batch_help
+            )
     if choosable("optimizer"):
         values["optimizer"] = st.segmented_control(
             "Optimiser", OPTIMIZERS, key=SHARED_WIDGETS["optimizer"], required=True
@@ -234,11 +263,8 @@ with settings_column, st.form("part1_form", border=True):
     if choosable("epochs") and exact:
         values["epochs"] = st.number_input("Epochs", *bounds("epochs"), step=1, key=EXACT_WIDGETS["epochs"])
     elif choosable("epochs"):
-        values["epochs"] = st.slider(
-            "Epochs",
-            *bounds("epochs"),
-            key=SLIDER_WIDGETS["epochs"],
-            help="Too coarse? Switch on 'Type exact values' above.",
+        values["epochs"] = lesson_slider(
+            "Epochs", "epochs", SLIDER_WIDGETS["epochs"], help="Too coarse? Switch on 'Type exact values' above."
         )
     if choosable("seed"):
         values["seed"] = st.number_input(

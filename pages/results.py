@@ -294,7 +294,8 @@ def trials_section(view: StudyView, name: str) -> None:
     trial = next(t for t in view.trials if t.number == number)
     left, right = st.columns([1, 2])
     with left:
-        value = "–" if trial.value is None else f"{trial.value:.2f}"
+        value = records.number(trial.value) if trial.values and len(trial.values) == 1 else None
+        value = "–" if value is None else f"{value:.2f}"
         st.markdown(f"**Trial {trial.number}**: {trial.state.name.lower()}, value {value}")
         layers = review.architecture(trial)
         if layers:

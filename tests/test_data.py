@@ -16,6 +16,7 @@ from fetal_core.data import (
     CLASS_NAMES,
     FEATURES,
     LABEL,
+    MAX_COLUMNS,
     MAX_FILE_BYTES,
     MAX_ROWS,
     MIN_ROWS_PER_CLASS,
@@ -306,9 +307,38 @@ def test_a_value_is_quoted_with_at_most_80_characters(table):
 def test_a_long_header_name_and_many_columns_are_reported_briefly(table):
     long_name = one_line_error(csv_bytes(table.head(30).rename(columns={"accelerations": "a" * 5000})))
     assert f"missing column(s): 'accelerations'; unexpected column(s): '{'a' * 79}…'." in long_name
-    extra = pd.DataFrame(0, index=range(30), columns=[f"extra_{k}" for k in range(1000)])
+    extra = pd.DataFrame(0, index=range(30), columns=[f"extra_{k}" for k in range(MAX_COLUMNS - 22)])
     many = one_line_error(csv_bytes(pd.concat([table.head(30), extra], axis=1)))
-    assert "unexpected column(s): 'extra_0', 'extra_1', 'extra_2', 'extra_3', 'extra_4' and 995 more" in many
+    assert "unexpected column(s): 'extra_0', 'extra_1', 'extra_2', 'extra_3', 'extra_4' and 173 more" in many
+
+
+def test_a_wide_file_is_refused_from_its_header_before_the_table_is_parsed(table, monkeypatch):
+    """60,000 columns (0.5 MB) once cost ~30 s of server CPU in a quadratic check of repeated names."""
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("pandas.read_csv was called on a file whose header is over the limit")
+
+    monkeypatch.setattr(pd, "read_csv", no_parsing)
+    header = ",".join(["x"] * 60_000)
+    wide = one_line_error(f"{header}\n{','.join(['1'] * 60_000)}\n".encode(), name="wide.csv")
+    assert wide == f"'wide.csv' has 60,000 columns; the limit is {MAX_COLUMNS} (the fetal health data set has 22)."
+    over = ",".join((*FEATURES, LABEL, *(f"extra_{k}" for k in range(MAX_COLUMNS - 21))))
+    assert f"has {MAX_COLUMNS + 1} columns; the limit is {MAX_COLUMNS}" in one_line_error(f"\n\n{over}\n".encode())
+
+
+def test_a_wrong_header_is_refused_before_the_table_is_parsed(table, monkeypatch):
+    monkeypatch.setattr(pd, "read_csv", lambda *args, **kwargs: pytest.fail("read_csv was called"))
+    assert "missing column(s): 'histogram_mode'" in one_line_error(
+        csv_bytes(table.head(30).drop(columns=["histogram_mode"]))
+    )
+
+
+def test_a_repeated_column_name_is_named_once(table):
+    names = [*FEATURES, LABEL, "accelerations", "accelerations", "patient_id", "patient_id", ""]
+    rows = "\n".join(",".join(["1"] * len(names)) for _ in range(3))
+    message = one_line_error((",".join(names) + "\n" + rows + "\n").encode())
+    assert "unexpected column(s): 'patient_id', (a column without a name)" in message
+    assert "repeated column(s): 'accelerations', 'patient_id'." in message
 
 
 def test_a_long_file_name_is_quoted_briefly():
@@ -318,7 +348,7 @@ def test_a_long_file_name_is_quoted_briefly():
 def test_more_rows_than_the_limit_are_refused(data_path):
     header, row = data_path.read_text().splitlines()[:2]
     raw = (header + "\n" + (row + "\n") * (MAX_ROWS + 1)).encode()
-    assert "has 100,001 rows; the limit is 100,000" in one_line_error(raw)
+    assert "has more than 100,000 rows; the limit is 100,000" in one_line_error(raw)
 
 
 def test_fetch_dataset_copies_the_shared_file_and_keeps_a_valid_one(tmp_path, data_path):

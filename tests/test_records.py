@@ -172,6 +172,91 @@ def test_trial_attrs_of_the_wrong_type_read_as_none():
     assert records.hidden_layers(odd) is None
 
 
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        (3, 3),
+        (2.5, 2.5),
+        (-1e300, -1e300),
+        (math.inf, None),
+        (-math.inf, None),
+        (math.nan, None),
+        (10**400, None),  # an int no float can hold
+        (True, None),
+        ("3", None),
+        ([3], None),
+        (None, None),
+    ],
+)
+def test_a_stored_number_reads_as_a_finite_number_or_none(stored, read):
+    assert records.number(stored) == read
+    assert type(records.number(stored)) is type(read)
+
+
+def test_a_stored_time_reads_in_either_iso_format():
+    """SQLite hands out text, with or without a fraction of a second; PostgreSQL hands out datetimes."""
+    from datetime import datetime
+
+    assert records.timestamp("2025-01-01 09:00:00") == datetime(2025, 1, 1, 9)
+    assert records.timestamp("2025-01-01 09:00:00.250000") == datetime(2025, 1, 1, 9, 0, 0, 250_000)
+    assert records.timestamp("2025-01-01T10:00:00+01:00") == datetime(2025, 1, 1, 9)  # naive UTC, as Optuna's
+    assert records.timestamp(datetime(2025, 1, 1, 9)) == datetime(2025, 1, 1, 9)
+    for odd in ("yesterday", "", "9" * 10_000, 1735722000, None, math.inf):
+        assert records.timestamp(odd) is None
+
+
+def test_a_stored_value_reads_as_one_table_cell():
+    assert [records.cell(v) for v in (None, True, 4, 2.5, "text")] == [None, True, 4, 2.5, "text"]
+    assert records.cell(math.inf) is None and records.cell(math.nan) is None
+    assert records.cell({"deep": [1, math.nan]}) == "{'deep': [1, nan]}"
+    long = records.cell("x" * 10_000)
+    assert len(long) == records.CELL_CHARS and long.endswith("…")
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [[math.inf, 32], [math.nan], ["64"], [True, 8], [0, 8], [-4], [64.5], [], "64-32", None, {"0": 64}],
+)
+def test_odd_layer_widths_read_as_none(layers):
+    """JSON Infinity in hidden_layers once broke the Results page's Trials tab (int(inf): OverflowError)."""
+    odd = trial(0, TrialState.COMPLETE, 80.0)
+    odd.set_user_attr("config", {"hidden_layers": layers})
+    assert records.layer_widths(layers) is None
+    assert records.hidden_layers(odd) is None
+
+
+def test_whole_number_layer_widths_read_as_ints():
+    assert records.layer_widths([64, 32.0]) == [64, 32]
+    assert all(type(w) is int for w in records.layer_widths([64, 32.0]))
+
+
+def test_a_stored_history_reads_as_columns_of_finite_numbers_or_none():
+    odd = trial(0, TrialState.COMPLETE, 80.0)
+    odd.set_user_attr(
+        "history",
+        {
+            "epoch": [1, 2, 3],
+            "val_accuracy": [math.nan, math.inf, 70.5],
+            "val_loss": ["n/a", {"x": 1}, 0.5],
+            "seconds": [0.1, 0.2],  # not one value per epoch: left out
+            "note": "hand-edited",
+        },
+    )
+    assert records.trial_history(odd) == {
+        "epoch": [1, 2, 3],
+        "val_accuracy": [None, None, 70.5],
+        "val_loss": [None, None, 0.5],
+    }
+
+
+def test_a_stored_metric_reads_as_a_finite_number_or_none():
+    odd = trial(0, TrialState.COMPLETE, 80.0)
+    odd.set_user_attr("metrics", {"balanced_accuracy": math.inf, "seconds": "slow", "other": 2})
+    assert records.trial_metric(odd, "balanced_accuracy") is None and records.trial_metric(odd, "seconds") is None
+    assert records.trial_metric(odd, "other") == 2 and records.trial_metric(odd, "missing") is None
+    assert records.trial_metric(trial(1, TrialState.PRUNED), "seconds") is None
+
+
 # ---------------------------------------------------------------- our median rule is Optuna's
 
 
