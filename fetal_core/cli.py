@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from . import records
-from .config import DEFAULT_STUDY_NAME, settings
+from .config import DEFAULT_STUDY_NAME, settings, time_budget
 from .data import DatasetError, fetch_dataset, load_dataset, split_dataset
 from .limits import finite_or_none
 from .pool import SCHEDULER_ENV, PoolError
@@ -136,10 +136,13 @@ def _train(args: argparse.Namespace) -> int:
             f"val acc {m.val_accuracy:6.2f}%  balanced {m.balanced_accuracy:6.2f}%  {m.seconds:6.2f}s"
         )
 
-    result = train(config, split, None if args.json else show)
+    budget = time_budget(defaults=False).run_seconds  # the user's own machine: only when FETAL_HPO_RUN_SECONDS is set
+    result = train(config, split, None if args.json else show, time_budget=budget)
     if args.json:
         _print_json(result.to_dict())
     else:
+        if result.stopped_by_budget:
+            print(f"stopped by the time budget of {result.stopped_by_budget:g} s per run ($FETAL_HPO_RUN_SECONDS)")
         print(
             f"final validation accuracy {result.final_val_accuracy:.2f}% (null accuracy "
             f"{result.null_accuracy:.2f}%), best {result.best_val_accuracy:.2f}%, {result.seconds:.2f}s"
@@ -149,7 +152,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _study(args: argparse.Namespace) -> int:
     config = settings(args.data, args.storage)
-    data = load_dataset(config.data_path)
     plan = StudyPlan(
         storage_url=config.storage_url,
         study_name=args.study_name,
@@ -160,7 +162,8 @@ def _study(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         space=SearchSpace(depth=parse_depth(args.depth)),
         standardize=args.standardize,
-    )
+    )  # a refused setting (a class-mode study name) is said before the data set is read
+    data = load_dataset(config.data_path)
     heartbeat = args.heartbeat or config.heartbeat_seconds
     storage = open_storage(plan.storage_url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat)
 
@@ -168,12 +171,15 @@ def _study(args: argparse.Namespace) -> int:
         if not args.json:
             value = "-" if trial.value is None else f"{trial.value:.2f}%"
             worker = records.trial_worker(trial) or ""
-            print(f"trial {trial.number:4d}  {trial.state.name:8s}  {value:>7s}  {worker}  {trial.params}", flush=True)
+            reason = records.trial_fail_reason(trial) if trial.state.name == "FAIL" else None
+            line = f"trial {trial.number:4d}  {trial.state.name:8s}  {value:>7s}  {worker}  {trial.params}"
+            print(f"{line}  ({clip(reason, 120)})" if isinstance(reason, str) else line, flush=True)
 
-    if args.scheduler:
+    if args.scheduler:  # the pool applies the server's time budget (defaults included)
         summary = _study_on_cluster(args.scheduler, plan, data, storage, progress)
-    else:
-        summary = run_study(plan, data, storage, on_trial_end=progress)
+    else:  # the user's own machine: a time budget only when FETAL_HPO_TRIAL_SECONDS asks for one
+        budget = time_budget(defaults=False).trial_seconds
+        summary = run_study(plan, data, storage, on_trial_end=progress, time_budget=budget)
     if args.json:
         _print_json(summary.to_dict())
     else:
@@ -255,7 +261,7 @@ def _race(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     workers, slots = [], 0
     if prepare_race(plan, config.storage_url, storage):  # a finished race is read, not run: no pool needed
-        pool = open_pool(args.scheduler, args.workers)
+        pool = open_pool(args.scheduler, args.workers, interactive=0)  # no Part I runs here to reserve a worker for
         slots = pool.slots()
         try:
             workers = start_race(plan, config.storage_url, data, storage, pool)

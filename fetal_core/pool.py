@@ -2,7 +2,8 @@
 Dask workers, never in the web server.
 
 - Embedded (the default): a ``LocalCluster`` of worker processes, one thread each, as many as cores
-  (``FETAL_HPO_POOL_WORKERS`` to change), started once per server and closed with it.
+  (``FETAL_HPO_POOL_WORKERS`` to change), plus one interactive worker that only Part I runs use
+  (``FETAL_HPO_INTERACTIVE_WORKERS``, 0 for none), started once per server and closed with it.
 - ``FETAL_HPO_SCHEDULER=tcp://host:port``: an existing Dask cluster, whose workers other machines started with
   ``dask worker tcp://host:port`` (same requirements, the project on ``PYTHONPATH``, the same storage URL).
 
@@ -12,6 +13,15 @@ A ``StudyRun`` is one or more study plans run trial by trial: one task per trial
 plan at once (a seeded study stays reproducible, and a race's runs stay sequential). A dispatcher thread hands
 each free worker slot to the job with the fewest tasks in flight, then to the one served least recently, so a
 student who presses Train waits for one trial, not for another student's whole study.
+
+Part I is the interactive part of a lesson, so it never queues behind studies: Part I runs go before every
+study in the queue, and the embedded cluster keeps a reserved worker (Dask resource ``interactive``) that study
+trials cannot use (they ask for the resource ``study``, which every other worker has), so a Part I click
+starts at once while studies fill every other worker. The reserved worker oversubscribes the cores while it
+trains (studies slow down meanwhile: ``benchmarks/class_fairness.py`` measures by how much) and costs nothing
+while idle. On an external cluster (``FETAL_HPO_SCHEDULER``) the priority alone applies. Every training has the
+server's time budget (``config.time_budget``), enforced on the worker: no task holds a worker longer, which
+also bounds a queued run's wait.
 
 A job runs while its owner renews its lease (the page, every few seconds); Stop and an expired lease set a
 ``distributed.Event`` that the task checks between epochs, so the running trial is told FAIL and a Part I run
@@ -32,6 +42,7 @@ from dataclasses import dataclass, field
 
 from optuna.trial import TrialState
 
+from .config import time_budget
 from .data import Dataset
 from .pool_tasks import TOPIC, train_task, trial_task
 from .search import (
@@ -44,9 +55,12 @@ from .training import TrainConfig, TrainResult
 
 SCHEDULER_ENV = "FETAL_HPO_SCHEDULER"
 WORKERS_ENV = "FETAL_HPO_POOL_WORKERS"
+INTERACTIVE_ENV = "FETAL_HPO_INTERACTIVE_WORKERS"
+INTERACTIVE, STUDY = "interactive", "study"  # the embedded workers' Dask resources: the lanes a task may use
 RUN_LEASE_SECONDS = 15.0  # a Part I page renews while it waits; a closed tab frees the slot after this
 STUDY_LEASE_SECONDS = 30.0  # the sidebar renews a study every 5 s
 CONNECT_SECONDS = 10.0
+STARTUP_SECONDS = 180.0  # the embedded workers' start (a loaded 2-core machine took over 60 s once)
 DEFAULT_TASK_SECONDS = 5.0  # queue estimate before any task has finished
 
 
@@ -68,6 +82,8 @@ class _Task:
     worker: str | None = None
     trial: tuple[str, str, int] | None = None  # (storage URL, study, number) once the trial exists
     abandoned: list[tuple[str | None, tuple[str, str, int]]] = field(default_factory=list)  # (worker, trial)
+    lane: str = STUDY
+    budget: float | None = None  # seconds: the task ends by then (plus its set-up)
 
 
 @dataclass(eq=False)
@@ -85,6 +101,7 @@ class Job:
     finished: bool = False
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    budget_seconds: float | None = None  # the server's time budget per task (a run, a trial)
 
     def __post_init__(self) -> None:
         self.id = f"{type(self).__name__.lower()}-{os.getpid()}-{next(_JOB_IDS)}"
@@ -151,7 +168,7 @@ class TrainingRun(Job):
     def next_task(self):
         self.started = time.monotonic()
         self.queued_seconds = self.started - self.created
-        return train_task, (self.id, self.config, self.data, self.stop_name), -1
+        return train_task, (self.id, self.config, self.data, self.stop_name, self.budget_seconds), -1
 
     def task_done(self, task, result, error) -> None:
         if error is not None:
@@ -166,11 +183,19 @@ class TrainingRun(Job):
         return self.pool._position(self)
 
     def estimated_wait(self) -> float:
-        """Seconds until this queued run starts, from how long recent tasks took."""
+        """Seconds until this queued run starts, from how long recent tasks took (at most ``longest_wait``)."""
         position = self.queue_position()
         if position is None:
             return 0.0
-        return self.pool.mean_task_seconds * position / max(1, self.pool.slots())
+        estimate = self.pool.mean_task_seconds * position / max(1, self.pool.slots())
+        latest = self.longest_wait()
+        return estimate if latest is None else min(estimate, latest)
+
+    def longest_wait(self) -> float | None:
+        """Seconds by which this queued run starts at the latest, from the time budgets of the tasks before it
+        (None when a task has no budget or the run is not queued)."""
+        position = self.queue_position()
+        return None if position is None else self.pool._latest_start(position, self.budget_seconds)
 
 
 @dataclass
@@ -194,6 +219,7 @@ class StudyRun(Job):
     states: list[_PlanState] = field(default_factory=list)
     summaries: list[StudySummary] = field(default_factory=list)
     interrupted: bool = False
+    budget_failures: list[tuple[str, int]] = field(default_factory=list)  # (study, trial) stopped by the budget
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -210,7 +236,7 @@ class StudyRun(Job):
         index = min(range(len(self.states)), key=lambda i: (self.states[i] not in self._idle(), self.states[i].ran))
         state = self.states[index]
         state.busy = True
-        return trial_task, (self.id, state.plan, self.data, self.stop_name), index
+        return trial_task, (self.id, state.plan, self.data, self.stop_name, self.budget_seconds), index
 
     def task_done(self, task, result, error) -> None:
         state = self.states[task.plan_index]
@@ -224,6 +250,12 @@ class StudyRun(Job):
                 self.notices.append(
                     f"trial {result['lost']} of {state.plan.study_name} was failed by another process while it "
                     "ran; the study goes on"
+                )
+            if result.get("state") == "FAIL" and result.get("fail_reason"):
+                self.budget_failures.append((state.plan.study_name, result["number"]))
+                self.notices.append(
+                    f"trial {result['number']} of {state.plan.study_name}: {result['fail_reason']}; it is FAIL "
+                    "and the study goes on"
                 )
             if result.get("interrupted"):
                 self.interrupted = True
@@ -247,9 +279,9 @@ class StudyRun(Job):
 # ---------------------------------------------------------------- the pool
 
 
-def _worker_threads(dask_scheduler) -> dict[str, int]:
-    """Run on the scheduler: every live worker's address and thread count."""
-    return {address: worker.nthreads for address, worker in dask_scheduler.workers.items()}
+def _worker_threads(dask_scheduler) -> dict[str, tuple[int, list[str]]]:
+    """Run on the scheduler: every live worker's address, thread count and resource names."""
+    return {address: (w.nthreads, sorted(w.resources)) for address, w in dask_scheduler.workers.items()}
 
 
 EMBEDDED_WORKER_NICE = 10  # the embedded workers run on the web server's own cores: the pages go first
@@ -260,6 +292,7 @@ class Pool:
 
     def __init__(self, client, cluster=None) -> None:
         self.client, self.cluster = client, cluster
+        self.reserved = cluster is not None  # lanes by Dask resources (embedded); priority alone (external)
         self.address: str = client.scheduler.address
         self._lock = threading.Condition()
         self._jobs: list[Job] = []
@@ -267,12 +300,13 @@ class Pool:
         self._live_workers: set[str] = set()
         self._seen_workers: set[str] = set()  # every worker address ever live: only those can die
         self._slots = 1
+        self._lanes = {INTERACTIVE: 0, STUDY: 1}
         self._checked = -math.inf
         self.mean_task_seconds = DEFAULT_TASK_SECONDS
         self._closed = False
         from .warmup import WarmUp
 
-        client.register_plugin(WarmUp(nice=EMBEDDED_WORKER_NICE if cluster is not None else 0))
+        client.register_plugin(WarmUp(nice=EMBEDDED_WORKER_NICE if self.reserved else 0, tag=self.reserved))
         self._refresh_workers()
         client.subscribe_topic(TOPIC, self._on_event)
         self._thread = threading.Thread(target=self._dispatch_loop, name="fetal-hpo-dispatcher", daemon=True)
@@ -284,6 +318,10 @@ class Pool:
         """Worker threads in the cluster (the number of trainings that run at once)."""
         return self._slots
 
+    def study_slots(self) -> int:
+        """Worker threads that study trials may use (all but the reserved interactive ones)."""
+        return self._lanes[STUDY]
+
     def workers(self) -> int:
         """Worker processes the scheduler knows now."""
         return len(self._live_workers)
@@ -294,15 +332,19 @@ class Pool:
             return list(self._jobs)
 
     def train(self, config: TrainConfig, data: Dataset, lease_seconds: float = RUN_LEASE_SECONDS) -> TrainingRun:
-        """Queue one Part I run; follow it through the returned handle."""
-        return self._add(TrainingRun(lease_seconds=lease_seconds, pool=self, config=config, data=data))
+        """Queue one Part I run (ahead of every study); follow it through the returned handle."""
+        budget = time_budget().run_seconds
+        return self._add(
+            TrainingRun(lease_seconds=lease_seconds, pool=self, config=config, data=data, budget_seconds=budget)
+        )
 
     def run_studies(
         self, plans: StudyPlan | list[StudyPlan], data: Dataset, lease_seconds: float = STUDY_LEASE_SECONDS
     ) -> StudyRun:
         """Queue the plans' trials (a Part II study, a race's runs); follow them through the handle."""
         plans = [plans] if isinstance(plans, StudyPlan) else list(plans)
-        job = StudyRun(lease_seconds=lease_seconds, pool=self, plans=plans, data=data)
+        budget = time_budget().trial_seconds
+        job = StudyRun(lease_seconds=lease_seconds, pool=self, plans=plans, data=data, budget_seconds=budget)
         if not plans:
             job.finished = True
             return job
@@ -377,7 +419,28 @@ class Pool:
 
     @staticmethod
     def _priority(job: Job) -> tuple:
-        return (len(job.tasks), job.served, job.created)
+        # Part I runs first: the interactive part of a lesson never queues behind studies.
+        return (not isinstance(job, TrainingRun), len(job.tasks), job.served, job.created)
+
+    @staticmethod
+    def _lanes_for(job: Job) -> tuple[str, ...]:
+        return (INTERACTIVE, STUDY) if isinstance(job, TrainingRun) else (STUDY,)
+
+    def _latest_start(self, position: int, own_budget: float | None) -> float | None:
+        """Seconds until the ``position``-th queued Part I run starts at the latest: the busy tasks end by their
+        budgets, then each earlier run holds the freed worker for at most its own."""
+        with self._lock:
+            now = time.monotonic()
+            ends = [
+                None if t.budget is None else max(0.0, t.submitted + t.budget - now)
+                for j in self._jobs
+                for t in j.tasks
+            ]
+        if not ends or None in ends or (own_budget is None and position > len(ends)):
+            return None
+        ends.sort()
+        rounds, index = divmod(position - 1, len(ends))
+        return ends[index] + rounds * (own_budget or 0.0)
 
     def _on_event(self, event) -> None:  # runs on the client's event loop thread
         _, message = event
@@ -412,10 +475,17 @@ class Pool:
     def _refresh_workers(self) -> None:
         # Asked of the scheduler itself: the client's cached view lags by seconds, and a worker that joined
         # since (a replacement) would look dead.
-        threads = self.client.run_on_scheduler(_worker_threads)
-        self._seen_workers |= set(threads)
-        self._live_workers = set(threads)
-        self._slots = max(1, sum(threads.values()))
+        workers = self.client.run_on_scheduler(_worker_threads)
+        self._seen_workers |= set(workers)
+        self._live_workers = set(workers)
+        total = sum(threads for threads, _ in workers.values())
+        interactive = sum(threads for threads, resources in workers.values() if INTERACTIVE in resources)
+        study = sum(threads for threads, resources in workers.values() if STUDY in resources)
+        with self._lock:
+            self._slots = max(1, total)
+            # An external cluster's workers have no lanes; a worker that joined the embedded one gets STUDY from
+            # the warm-up plugin and counts once it has it.
+            self._lanes = {INTERACTIVE: interactive, STUDY: study} if self.reserved else {INTERACTIVE: 0, STUDY: total}
         self._checked = time.monotonic()
 
     def _dispatch_loop(self) -> None:
@@ -479,16 +549,26 @@ class Pool:
     def _dispatch(self) -> None:
         while True:
             with self._lock:
-                free = self._slots - sum(len(j.tasks) for j in self._jobs)
-                waiting = [j for j in self._jobs if j.wants_task()]
-                if free <= 0 or not waiting:
+                free = dict(self._lanes)
+                for task in (t for j in self._jobs for t in j.tasks):
+                    free[task.lane] -= 1
+                chosen = None
+                for job in sorted((j for j in self._jobs if j.wants_task()), key=self._priority):
+                    lane = next((lane for lane in self._lanes_for(job) if free[lane] > 0), None)
+                    if lane is not None:
+                        chosen = job, lane
+                        break
+                if chosen is None:
                     return
-                job = min(waiting, key=self._priority)
+                job, lane = chosen
                 function, args, plan_index = job.next_task()
                 job.served = time.monotonic()
-            future = self.client.submit(function, *args, pure=False, key=f"{job.id}-{time.time_ns()}")
+            resources = {lane: 1} if self.reserved else None
+            future = self.client.submit(
+                function, *args, pure=False, key=f"{job.id}-{time.time_ns()}", resources=resources
+            )
             with self._lock:
-                job.tasks.append(_Task(future=future, plan_index=plan_index))
+                job.tasks.append(_Task(future=future, plan_index=plan_index, lane=lane, budget=job.budget_seconds))
 
     def _fail_trials_of_dead_workers(self) -> None:
         """A task whose worker vanished left its trial RUNNING: FAIL it now (Dask reruns the task elsewhere)."""
@@ -520,13 +600,28 @@ class Pool:
         )
 
 
-def open_pool(address: str | None = None, workers: int | None = None) -> Pool:
-    """Connect to ``address`` (default ``$FETAL_HPO_SCHEDULER``) or start the embedded LocalCluster.
+def _count_from_env(name: str, default: int) -> int:
+    try:
+        return max(0, int(os.environ.get(name) or default))
+    except ValueError:
+        return default
 
-    Raises ``PoolError`` with one line when the scheduler cannot be reached.
+
+def open_pool(address: str | None = None, workers: int | None = None, interactive: int | None = None) -> Pool:
+    """Connect to ``address`` (default ``$FETAL_HPO_SCHEDULER``) or start the embedded LocalCluster: ``workers``
+    study workers (default ``$FETAL_HPO_POOL_WORKERS`` or one per core) and ``interactive`` workers reserved for
+    Part I runs (default ``$FETAL_HPO_INTERACTIVE_WORKERS`` or 1).
+
+    Raises ``PoolError`` with one line when the scheduler cannot be reached or the time budget is not valid.
     """
     from distributed import Client, LocalCluster
 
+    from .limits import ConfigError
+
+    try:
+        time_budget()  # checked once here: one line on the page or from the CLI, not an error at every Train
+    except ConfigError as err:
+        raise PoolError(f"compute pool: {err}") from None
     address = (address or os.environ.get(SCHEDULER_ENV) or "").strip() or None
     if address is not None:
         try:
@@ -536,17 +631,17 @@ def open_pool(address: str | None = None, workers: int | None = None) -> Pool:
             raise PoolError(f"compute pool: cannot reach the Dask scheduler at {address}: {message}") from None
         return Pool(client)
     if workers is None:
-        try:
-            workers = int(os.environ.get(WORKERS_ENV) or 0) or None
-        except ValueError:
-            workers = None
+        workers = _count_from_env(WORKERS_ENV, 0) or None
     workers = max(1, workers or os.cpu_count() or 1)
+    interactive = max(0, _count_from_env(INTERACTIVE_ENV, 1) if interactive is None else interactive)
     import dask
 
     # Dask's statistical profiler samples a worker's task thread every 10 ms: measured here, it made our
     # small-step training loop 2-2.5x slower on a pool worker than in the CLI (benchmarks/pool_streaming).
     dask.config.set({"distributed.worker.profile.enabled": False})
     try:
+        from distributed.worker_memory import parse_memory_limit
+
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
@@ -554,8 +649,16 @@ def open_pool(address: str | None = None, workers: int | None = None) -> Pool:
             host="127.0.0.1",
             dashboard_address=None,
             silence_logs=logging.ERROR,
+            resources={STUDY: 1},
+            memory_limit=parse_memory_limit("auto", 1, workers + interactive, logger=logging.getLogger(__name__)),
         )
+        if interactive:  # the reserved workers: the same spec with the other resource (a nanny restarts one as it was)
+            study_spec = cluster.new_spec
+            cluster.new_spec = {**study_spec, "options": {**study_spec["options"], "resources": {INTERACTIVE: 1}}}
+            cluster.scale(workers + interactive)
+            cluster.new_spec = study_spec
         client = Client(cluster, set_as_default=False)
+        client.wait_for_workers(workers + interactive, timeout=STARTUP_SECONDS)
     except Exception as err:
         raise PoolError(f"compute pool: cannot start {workers} local worker(s): {err}") from None
     return Pool(client, cluster)

@@ -15,7 +15,14 @@ from optuna.trial import TrialState
 
 from . import records
 from .data import Dataset, Split, split_dataset
-from .search import StudyInterrupted, StudyPlan, make_objective, open_study, run_trials, target_reached
+from .search import (
+    StudyInterrupted,
+    StudyPlan,
+    make_objective,
+    open_study,
+    run_trials,
+    target_reached,
+)
 from .training import TrainConfig, TrainResult, train
 
 TOPIC = "fetal-hpo"  # the workers' event-log topic the pool subscribes to
@@ -82,18 +89,22 @@ class _Channel:
         return self.stopped
 
 
-def train_task(job: str, config: TrainConfig, data: Dataset, stop_name: str) -> TrainResult:
-    """One Part I run on a worker, streaming its epochs; returns the result (without the network)."""
+def train_task(
+    job: str, config: TrainConfig, data: Dataset, stop_name: str, time_budget: float | None = None
+) -> TrainResult:
+    """One Part I run on a worker, streaming its epochs; returns the result (without the network). It ends at
+    ``time_budget`` seconds (the server's), keeping what it trained."""
     channel = _Channel(job, stop_name)
     channel.send("start")
-    result = train(config, worker_split(data, config.standardize), channel.epoch)
+    result = train(config, worker_split(data, config.standardize), channel.epoch, time_budget=time_budget)
     channel.flush()
     result.model = None
     return result
 
 
-def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict:
-    """One trial of ``plan`` on a worker (the study's sampler and pruner are rebuilt from the storage)."""
+def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str, time_budget: float | None = None) -> dict:
+    """One trial of ``plan`` on a worker (the study's sampler and pruner are rebuilt from the storage); a trial
+    longer than ``time_budget`` seconds (the server's) is FAIL and its reason comes back as ``fail_reason``."""
     channel = _Channel(job, stop_name)
     study = open_study(plan, _storage(plan.storage_url))
     from .storage import reap_stale_trials
@@ -101,7 +112,7 @@ def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict
     reap_stale_trials(study)
     if plan.shared_target and target_reached(study):
         return {"ran": 0, "target_reached": True}
-    objective = make_objective(plan, worker_split(data, plan.standardize), channel.should_stop)
+    objective = make_objective(plan, worker_split(data, plan.standardize), channel.should_stop, time_budget)
     finished: list = []
     started: list = []
 
@@ -127,5 +138,6 @@ def trial_task(job: str, plan: StudyPlan, data: Dataset, stop_name: str) -> dict
         "number": None if trial is None else trial.number,
         "state": None if trial is None else trial.state.name,
         "value": None if trial is None else trial.value,
+        "fail_reason": None if trial is None else records.trial_fail_reason(trial),
         "interrupted": channel.stopped,
     }

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from . import limits, records
 from .data import Dataset, Split, split_dataset
+from .lesson import check_not_reserved
 from .pruning import MEDIAN_RULE, PRUNERS, make_pruner, pruning_check
 from .storage import open_storage, reap_stale_trials
 from .training import OPTIMIZERS, ConfigError, EpochMetrics, TrainConfig, train
@@ -40,6 +41,14 @@ TRIAL_ERRORS = (ArithmeticError, RuntimeError, ValueError)
 
 class StudyInterrupted(Exception):
     """Raised inside a trial when the caller asked the study to stop (the trial is then FAIL)."""
+
+
+class TimeBudgetExceeded(RuntimeError):
+    """A trial reached the server's time budget per trial: it is FAIL (reason in its ``fail_reason`` user attr)
+    and the study goes on (a ``TRIAL_ERRORS`` error)."""
+
+
+FAIL_REASON = records.FAIL_REASON  # a trial's user attr: why it failed, in a sentence
 
 
 class _Interrupted(Exception):
@@ -186,12 +195,13 @@ def make_sampler(name: str, seed: int | None = 42, space: SearchSpace | None = N
 
 
 def check_study_name(name: str) -> str:
+    """A name for an Optuna study: 1-200 printable characters, not one of class mode's (``is_reserved_name``)."""
     name = (name or "").strip()
     if not name:
         raise ConfigError("study name: give the study a name.")
     if len(name) > 200 or not name.isprintable():
         raise ConfigError("study name: use up to 200 printable characters.")
-    return name
+    return check_not_reserved(name)
 
 
 # ---------------------------------------------------------------- objective and runner
@@ -230,6 +240,10 @@ class StudyPlan:
             raise ConfigError(f"pruner: '{self.pruner}' is not one of {', '.join(PRUNERS)}.")
         if self.sampler == "grid":
             self.space.grid(self.grid_points)  # validates: grid needs a fixed depth
+        # The largest network the space can draw, at its smallest batch: every trial must fit the lab's caps. (Here,
+        # not in SearchSpace, which also reads back wide by-hand runs and spaces stored before the caps.)
+        widest = (self.space.max_units,) * (self.space.depth or self.space.max_layers)
+        limits.check_network(widest, self.space.min_batch, "search space: its largest network")
 
     def description(self) -> records.StudyDescription:
         """What the study records about how it was made (study user attrs)."""
@@ -245,10 +259,14 @@ class StudyPlan:
 
 
 def make_objective(
-    plan: StudyPlan, split: Split, should_stop: Callable[[], bool] | None = None
+    plan: StudyPlan,
+    split: Split,
+    should_stop: Callable[[], bool] | None = None,
+    time_budget: float | None = None,
 ) -> Callable[[optuna.Trial], float]:
     """The notebook's objective: suggest a config, train it reporting every epoch, prune, return the
-    final validation accuracy (%). ``should_stop`` is polled each epoch (a Stop button)."""
+    final validation accuracy (%). ``should_stop`` is polled each epoch (a Stop button). A trial that trains
+    longer than ``time_budget`` seconds ends FAIL with its reason (``TimeBudgetExceeded``); its curve is kept."""
 
     def objective(trial: optuna.Trial) -> float:
         config = TrainConfig(
@@ -270,13 +288,20 @@ def make_objective(
                 raise optuna.TrialPruned(f"pruned after epoch {metrics.epoch}")
 
         try:
-            result = train(config, split, report)
+            result = train(config, split, report, time_budget=time_budget)
         finally:
             if history:
                 try:
                     records.store_history(trial, history_columns(history))
                 except Exception:  # the storage may be the reason we are unwinding; keep that error
                     pass
+        if result.stopped_by_budget is not None:
+            reason = (
+                f"stopped by the server's time budget of {result.stopped_by_budget:g} s per trial after epoch "
+                f"{len(history)} of {config.epochs}"
+            )
+            records.store_fail_reason(trial, reason)
+            raise TimeBudgetExceeded(reason)
         records.store_metrics(
             trial,
             {
@@ -402,11 +427,13 @@ def run_study(
     storage: optuna.storages.BaseStorage | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_trial_end: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    time_budget: float | None = None,
 ) -> StudySummary:
     """Run ``plan.trials`` trials on the plan's study (several processes may do this at once).
 
     A Stop (``should_stop()`` true) fails the running trial and returns with ``interrupted=True``;
-    finished trials stay and the study can be continued later.
+    finished trials stay and the study can be continued later. A trial longer than ``time_budget`` seconds
+    is FAIL and the study goes on.
     """
     started = time.perf_counter()
     study = open_study(plan, storage)
@@ -428,7 +455,7 @@ def run_study(
 
     interrupted = False
     try:
-        run_trials(study, make_objective(plan, split, should_stop), plan.trials, [count])
+        run_trials(study, make_objective(plan, split, should_stop, time_budget), plan.trials, [count])
     except StudyInterrupted:
         interrupted = True
     interrupted = interrupted or bool(stopped_between_trials)

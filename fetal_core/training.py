@@ -74,6 +74,7 @@ class TrainConfig:
         for i, units in enumerate(self.hidden_layers):
             limits.check(f"hidden_layers: layer {i} units", units, limits.UNITS)
         limits.check("batch_size", self.batch_size, limits.BATCH_SIZE)
+        limits.check_network(self.hidden_layers, self.batch_size)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer: {clip(repr(self.optimizer), 40)} is not one of {', '.join(OPTIMIZERS)}.")
         limits.check("learning_rate", self.learning_rate, limits.LEARNING_RATE)
@@ -117,6 +118,7 @@ class TrainResult:
     confusion_matrix: list[list[int]]  # rows: true class, columns: predicted class
     per_class_recall: dict[str, float] = field(default_factory=dict)  # percent
     model: MLP | None = field(default=None, repr=False)  # the trained network; .to_torch() for PyTorch
+    stopped_by_budget: float | None = None  # the time budget (s) that ended the run, if one did
 
     @property
     def final_val_accuracy(self) -> float:
@@ -141,6 +143,7 @@ class TrainResult:
             "confusion_matrix": self.confusion_matrix,
             "per_class_recall": self.per_class_recall,
             "stopped_early": self.stopped_early,
+            "stopped_by_budget": self.stopped_by_budget,
             "seconds": self.seconds,
         }
 
@@ -241,11 +244,17 @@ def dropout_mask(rng: np.random.Generator, rows: int, units: int) -> np.ndarray:
     return np.frombuffer(rng.bytes(rows * units), dtype=np.uint8).reshape(rows, units) >> 7
 
 
-def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = None) -> TrainResult:
+def train(
+    config: TrainConfig, split: Split, on_epoch: EpochCallback | None = None, time_budget: float | None = None
+) -> TrainResult:
     """Train ``config`` on ``split``; call ``on_epoch`` after every epoch.
 
     ``on_epoch`` returns True to stop the run early (what was trained so far is kept); it may also raise
     (a study raises ``optuna.TrialPruned``), which propagates. Same config and seed, same history.
+
+    ``time_budget`` (seconds): the clock is read before every batch, so even a long epoch ends at the budget;
+    the run then stops early with ``stopped_by_budget`` set and keeps its finished epochs (an epoch cut short
+    reports nothing).
     """
     if config.standardize != split.standardized:
         raise ConfigError("standardize: the split was prepared with a different standardize setting.")
@@ -259,7 +268,8 @@ def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = No
 
     history: list[EpochMetrics] = []
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
-    stopped_early = False
+    stopped_early, stopped_by_budget = False, None
+    deadline = math.inf if time_budget is None else started + time_budget
     # A diverging run (lr 1, no decay) overflows to inf/NaN; that is a result to show, not an error.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for epoch in range(1, config.epochs + 1):
@@ -267,12 +277,18 @@ def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = No
             order = rng.permutation(n_train)
             xs, ys = x_train[order], y_train[order]
             keep = dropout_mask(rng, n_train, model.widths[-2])
-            loss_sum = 0.0
+            loss_sum, cut = 0.0, False
             for start in range(0, n_train, batch_size):
+                if time.perf_counter() >= deadline:  # ~50 ns a batch: cheap next to the step
+                    cut = True
+                    break
                 stop = start + batch_size
                 loss = model.loss_and_gradients(xs[start:stop], ys[start:stop], keep[start:stop])
                 optimizer.step(model.params, model.grads, lr)
                 loss_sum += loss * (min(stop, n_train) - start)
+            if cut:  # an epoch cut short reports nothing
+                stopped_early, stopped_by_budget = True, time_budget
+                break
 
             logits = model.logits(x_val)
             predictions = np.argmax(logits, axis=1)
@@ -289,6 +305,9 @@ def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = No
             if on_epoch is not None and on_epoch(metrics) and epoch < config.epochs:
                 stopped_early = True
                 break
+            if time.perf_counter() >= deadline and epoch < config.epochs:
+                stopped_early, stopped_by_budget = True, time_budget
+                break
 
     return TrainResult(
         config=config,
@@ -299,4 +318,5 @@ def train(config: TrainConfig, split: Split, on_epoch: EpochCallback | None = No
         confusion_matrix=confusion.tolist(),
         per_class_recall={name: float(r) for name, r in zip(CLASS_NAMES, _recalls(confusion))},
         model=model,
+        stopped_by_budget=stopped_by_budget,
     )

@@ -6,19 +6,26 @@ from __future__ import annotations
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from .pool import INTERACTIVE, STUDY
+
 
 class WarmUp(WorkerPlugin):
     """Imports what a task needs and, on the embedded pool, lowers the worker's CPU priority by ``nice``: the
     workers share the web server's cores, and a page's drawing and health check must not queue behind
-    training (the training takes what the server leaves, which is most of it)."""
+    training (the training takes what the server leaves, which is most of it).
+
+    With ``tag`` (the embedded pool), a worker that joins without either lane's resource (``dask worker`` from
+    another machine) gets the ``study`` resource, one per thread, before its first task: the embedded pool's
+    study trials ask for it."""
 
     name = "fetal-hpo-warm-up"
     idempotent = True  # several app servers may share one cluster
 
-    def __init__(self, nice: int = 0) -> None:
+    def __init__(self, nice: int = 0, tag: bool = False) -> None:
         self.nice = nice
+        self.tag = tag
 
-    def setup(self, worker) -> None:
+    async def setup(self, worker) -> None:
         import os
 
         if self.nice:
@@ -29,3 +36,6 @@ class WarmUp(WorkerPlugin):
         from . import pool, pool_tasks, search, storage  # noqa: F401
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        resources = worker.state.total_resources
+        if self.tag and INTERACTIVE not in resources and STUDY not in resources:
+            await worker.set_resources(**{STUDY: worker.state.nthreads})

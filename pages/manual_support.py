@@ -71,9 +71,27 @@ def _queued_message(run) -> str:
     position = run.queue_position()
     wait = run.estimated_wait()
     estimate = f"about {wait:.0f} s" if wait >= 1 else "a moment"
+    latest = run.longest_wait()
+    bound = (
+        f" (at the latest in {latest:.0f} s: every training on this server stops at its time budget)"
+        if latest is not None and latest >= max(1.0, wait + 1)
+        else ""
+    )
     return (
         f"⏳ Queued: every worker of the compute pool is training. You are number {position or 1} in the "
-        f"queue; your run starts by itself in {estimate}."
+        f"queue; your run starts by itself in {estimate}{bound}."
+    )
+
+
+def budget_note(run: dict) -> str | None:
+    """Why a run stopped early when the server's time budget stopped it (None otherwise)."""
+    budget = run.get("stopped_by_budget")
+    if not budget:
+        return None
+    return (
+        f"The server's time budget of {budget:g} s per run stopped this run after {len(run['history'])} of "
+        f"{run['config']['epochs']} epochs; what it trained is kept. Fewer epochs, a larger batch or a smaller "
+        "network fit the budget."
     )
 
 
@@ -140,6 +158,14 @@ def train_live(config: TrainConfig, data: Dataset, chart, status, stop_slot) -> 
             raise interrupt
         return None  # a stopped run without a result is kept from LIVE_KEY by recover_interrupted_run
     st.session_state.pop(LIVE_KEY, None)
+    if run.result.stopped_by_budget and not run.result.history:
+        st.error(  # not in ``status``: the page writes its latest run's line there next
+            f"The server's time budget of {run.result.stopped_by_budget:g} s per run ended this run before its "
+            "first epoch: choose a smaller network, a larger batch or fewer epochs."
+        )
+        if interrupt is not None:
+            raise interrupt
+        return None
     record = make_run_record(run.result, number, run.queued_seconds)
     _store(record)
     if interrupt is not None:
@@ -152,6 +178,8 @@ def show_run(run: dict) -> None:
     config = TrainConfig.from_dict(run["config"])
     status = f"stopped after {len(run['history'])} of {config.epochs} epochs" if run["stopped_early"] else "finished"
     st.subheader(f"{run['label']}: {status}")
+    if note := budget_note(run):
+        st.warning(note)
     st.caption(
         f"hidden layers {list(config.hidden_layers)} · batch {config.batch_size} · {config.optimizer} · "
         f"lr {config.learning_rate:g} · weight decay {config.weight_decay:g} · cosine scheduler "

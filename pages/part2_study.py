@@ -17,7 +17,7 @@ from fetal_core.pruning import PRUNERS
 from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
-from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
+from fetal_core.training import OPTIMIZERS, ConfigError
 from pages import keys
 from pages.class_mode import preselect_class_study
 from pages.common import (
@@ -285,6 +285,12 @@ def live_study() -> None:
     cols[1].metric("Elapsed", live.format_seconds(p.elapsed))
     cols[2].metric("ETA", live.format_seconds(p.eta) if p.running or p.eta == 0 else "–")
     cols[3].metric("Failed / stopped", p.failed)
+    if worker is not None and (hit := [number for study, number in worker.budget_failures if study == name]):
+        st.warning(  # the server's time budget, not a bug: say which trials and what fits
+            f"{len(hit)} trial(s) reached the server's time budget of {worker.budget_seconds:g} s per trial and "
+            f"were marked FAIL ({', '.join(f'#{n}' for n in hit[-5:])}); the study goes on. Fewer epochs, larger "
+            "batches or smaller networks fit the budget."
+        )
     with st.container(key="p2_table"):
         st.caption(f"{len(trials)} trials")
         st.dataframe(live.trial_table(trials), hide_index=True, height=260)
@@ -313,7 +319,7 @@ def after_study(name: str) -> None:
         right.plotly_chart(figures.architecture_figure(layers), key="p2_architecture")
     cols = st.columns(2)
     if config and cols[0].button("Use these settings in Part I", key="p2_use_best", type="primary"):
-        st.session_state[keys.LOAD_INTO_PART1] = TrainConfig.from_dict(config).to_dict()
+        st.session_state[keys.LOAD_INTO_PART1] = dict(config)  # Part I checks it (a stored value may be odd)
         st.switch_page("pages/part1_manual.py")
     st.session_state[keys.RESULTS_STUDY] = name
     with cols[1]:

@@ -29,12 +29,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(1800)]
 POOL_START_SECONDS = 5 * BROWSER_WAIT_SECONDS
 
 
-def pool_server(tmp_path, data_path, workers: int) -> StreamlitServer:
-    """A live app whose embedded compute pool has ``workers`` worker processes."""
+def pool_server(tmp_path, data_path, workers: int, interactive: int = 1) -> StreamlitServer:
+    """A live app whose embedded compute pool has ``workers`` worker processes for studies and ``interactive``
+    more reserved for Part I runs."""
     env = {
         "FETAL_HPO_DATA": str(data_path),
         "FETAL_HPO_STORAGE": f"sqlite:///{tmp_path}/app.sqlite3",
         "FETAL_HPO_POOL_WORKERS": str(workers),
+        "FETAL_HPO_INTERACTIVE_WORKERS": str(interactive),
     }
     env.pop("FETAL_HPO_SCHEDULER", None)
     return StreamlitServer(env, tmp_path / "streamlit.log")
@@ -42,7 +44,7 @@ def pool_server(tmp_path, data_path, workers: int) -> StreamlitServer:
 
 @pytest.fixture
 def one_worker_server(tmp_path, data_path):
-    server = pool_server(tmp_path, data_path, workers=1)
+    server = pool_server(tmp_path, data_path, workers=1, interactive=0)  # a queue needs every worker busy
     yield server
     server.stop()
 
@@ -62,8 +64,8 @@ def wait_for_pool_line(page, pattern: str, timeout: float = BROWSER_WAIT_SECONDS
 
 
 def test_pool_workers_start_with_the_first_visit_and_end_with_the_server(tmp_path, data_path, chromium):
-    workers = 2
-    server = pool_server(tmp_path, data_path, workers)
+    workers = 2 + 1  # and the one reserved for Part I
+    server = pool_server(tmp_path, data_path, 2)
     seen: set[tuple[int, int]] = set()
     try:
         page = new_page(chromium)

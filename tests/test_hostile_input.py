@@ -66,7 +66,10 @@ def test_the_ui_the_cli_and_the_engine_read_the_same_limits():
     assert (manual.MAX_BATCH, manual.MAX_EPOCHS) == (limits.BATCH_SIZE.high, limits.EPOCHS.high)
     with pytest.raises(ConfigError, match="batch size: the high end: 100001"):
         SearchSpace(max_batch=100_001)  # passed the search-space checks before, then every trial failed
-    TrainConfig(hidden_layers=(int(limits.UNITS.high),) * int(limits.LAYERS.high), seed=int(limits.SEED.high))
+    # Each range's high end is usable (the widest layer, the most layers); together they pass the network caps'
+    # check (limits.check_network) or not, which tests/test_time_budget.py covers.
+    TrainConfig(hidden_layers=(int(limits.UNITS.high),), seed=int(limits.SEED.high))
+    TrainConfig(hidden_layers=(64,) * int(limits.LAYERS.high), batch_size=int(limits.BATCH_SIZE.high))
 
 
 # ---------------------------------------------------------------- the command line

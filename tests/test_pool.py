@@ -19,7 +19,7 @@ from fetal_core import pool as pool_module
 from fetal_core import records
 from fetal_core.cli import main
 from fetal_core.pool import PoolError, open_pool
-from fetal_core.search import SearchSpace, StudyPlan
+from fetal_core.search import FAIL_REASON, SearchSpace, StudyPlan
 from fetal_core.storage import open_storage
 from fetal_core.training import TrainConfig
 from tests.conftest import ROOT, cli_study_command, free_port, wait_until
@@ -81,7 +81,7 @@ def test_a_run_streams_its_epochs_and_stop_keeps_the_partial_curve(pool, dataset
 
 def test_a_run_whose_lease_is_not_renewed_frees_its_worker(dataset) -> None:
     """A closed tab renews nothing: the run stops after its lease and the worker takes the next run."""
-    pool = open_pool(workers=1)
+    pool = open_pool(workers=1, interactive=0)
     try:
         run = pool.train(LONG_RUN, dataset, lease_seconds=3.0)
         wait_until(lambda: run.history, "the first epochs")
@@ -151,7 +151,7 @@ def test_sessions_share_a_busy_pool_fairly(dataset, sqlite_url) -> None:
     """Two sessions' studies queued behind a busy worker take turns, trial by trial (f s f s ...): the
     dispatcher serves the job with the fewest tasks in flight, then the one served least recently. Both are
     queued before the worker frees up, so the order does not depend on how fast a trial is."""
-    pool = open_pool(workers=1)
+    pool = open_pool(workers=1, interactive=0)
     try:
         blocker = pool.train(LONG_RUN, dataset)
         wait_until(lambda: blocker.worker is not None, "a Part I run to hold the only worker")
@@ -167,6 +167,90 @@ def test_sessions_share_a_busy_pool_fairly(dataset, sqlite_url) -> None:
     assert "".join(name[0] for _, name in starts) == "fs" * 6
 
 
+# ---------------------------------------------------------------- a fair share: time budgets, Part I first
+
+LONG_TRIALS = SearchSpace(depth=2, min_units=32, max_units=64, min_batch=8, max_batch=16)  # minutes a trial
+
+
+def test_a_trial_over_the_servers_time_budget_fails_and_the_study_goes_on(pool, dataset, sqlite_url, monkeypatch):
+    """The server's FETAL_HPO_TRIAL_SECONDS=1: each trial of 3,000 epochs ends FAIL on its worker with its reason,
+    the study runs its next trial, and the job tells the page which trial and why."""
+    monkeypatch.setenv("FETAL_HPO_TRIAL_SECONDS", "1")
+    job = pool.run_studies(StudyPlan(sqlite_url, "budget", trials=2, epochs=3000, pruner="none", space=SMALL), dataset)
+    follow(job, pool, timeout=300)
+    assert job.error is None, job.error
+    trials = trials_of("budget", sqlite_url)
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    reasons = [t.user_attrs[FAIL_REASON] for t in trials]
+    assert all(r.startswith("stopped by the server's time budget of 1 s per trial after epoch ") for r in reasons)
+    assert all(t.user_attrs["history"]["epoch"] for t in trials)  # the curve up to the budget is kept
+    assert job.budget_failures == [("budget", 0), ("budget", 1)]
+    told = [n for n in job.notices if "time budget" in n]
+    assert told == [f"trial {i} of budget: {reasons[i]}; it is FAIL and the study goes on" for i in (0, 1)]
+    [summary] = job.summaries
+    assert summary.failed == 2 and not summary.interrupted
+
+
+def test_a_part1_run_stops_at_the_servers_time_budget_and_keeps_its_curve(pool, dataset, monkeypatch):
+    monkeypatch.setenv("FETAL_HPO_RUN_SECONDS", "2")
+    run = pool.train(TrainConfig(hidden_layers=(64, 64), batch_size=8, epochs=3000), dataset)
+    follow(run, pool, timeout=300)
+    assert run.error is None and run.state == "stopped" and run.result.stopped_by_budget == 2.0
+    assert 0 < len(run.history) < 3000 and run.history == [m.to_dict() for m in run.result.history]
+
+
+def test_a_part1_click_starts_at_once_while_studies_fill_every_study_worker(dataset, sqlite_url, monkeypatch):
+    """One study worker busy with a trial that outlasts the test (no time budget) and another study queued
+    behind it: a Part I run starts on the reserved worker and finishes while that trial still runs."""
+    monkeypatch.setenv("FETAL_HPO_TRIAL_SECONDS", "0")
+    pool = open_pool(workers=1)  # and, by default, one worker reserved for Part I
+    try:
+        busy = pool.run_studies(
+            StudyPlan(sqlite_url, "busy", trials=3, epochs=10_000, pruner="none", space=LONG_TRIALS), dataset
+        )
+
+        def running_trial():
+            renewed(busy)
+            running = [t for t in trials_of("busy", sqlite_url) if t.state == TrialState.RUNNING]
+            return running[0] if running else None
+
+        trial = wait_until(running_trial, "the study worker to run a trial", timeout=300)
+        queued = pool.run_studies(StudyPlan(sqlite_url, "queued", trials=2, epochs=3, space=SMALL), dataset)
+        run = pool.train(TrainConfig(epochs=3), dataset)
+
+        def run_done() -> bool:
+            for job in (busy, queued, run):
+                renewed(job)
+            return not run.alive()
+
+        wait_until(run_done, "the Part I run to finish while the study worker is busy", timeout=120)
+        assert run.state == "finished" and len(run.history) == 3
+        assert int(run.worker.rsplit(":", 1)[1]) != records.trial_worker_pid(trial)
+        assert [t.state for t in trials_of("busy", sqlite_url)] == [TrialState.RUNNING]  # not one trial ended
+        assert trials_of("queued", sqlite_url) == [] and queued.alive()  # studies never use the reserved worker
+    finally:
+        pool.close()
+
+
+def test_a_queued_part1_run_goes_before_every_queued_study(dataset, sqlite_url, monkeypatch):
+    """Without a reserved worker (FETAL_HPO_INTERACTIVE_WORKERS=0; on an external cluster too), a Part I run
+    queued after a study still gets the next free worker first."""
+    monkeypatch.setenv("FETAL_HPO_INTERACTIVE_WORKERS", "0")
+    pool = open_pool(workers=1)
+    try:
+        blocker = pool.train(LONG_RUN, dataset)
+        wait_until(lambda: renewed(blocker) and blocker.worker is not None, "a Part I run to hold the only worker")
+        study = pool.run_studies(StudyPlan(sqlite_url, "after", trials=1, epochs=3, space=SMALL), dataset)
+        run = pool.train(TrainConfig(epochs=3), dataset)
+        assert run.queue_position() == 1
+        blocker.stop()
+        wait_until(lambda: renewed(study) and renewed(run) and not (study.alive() or run.alive()), "both to end", 300)
+    finally:
+        pool.close()
+    assert run.state == "finished" and study.error is None and count("after", sqlite_url) == 1
+    assert run.started < study.served  # the dispatcher gave the freed worker to the run first
+
+
 # ---------------------------------------------------------------- faults
 
 
@@ -175,7 +259,7 @@ def worker_pids(pool) -> list[int]:
 
 
 def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(dataset, sqlite_url) -> None:
-    pool = open_pool(workers=2)
+    pool = open_pool(workers=2)  # and the reserved Part I worker
     try:
         plan = StudyPlan(sqlite_url, "killed", trials=3, epochs=150, pruner="none", space=SMALL)
         job = pool.run_studies(plan, dataset)
@@ -198,7 +282,8 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(datase
         failed_after = time.monotonic() - killed_at
         follow(job, pool)
         assert any(f"trial {victim.number} of killed failed" in n for n in job.notices), job.notices
-        wait_until(lambda: pool.workers() == 2 and pid not in worker_pids(pool), "the pool to replace the worker")
+        wait_until(lambda: pool.workers() == 3 and pid not in worker_pids(pool), "the pool to replace the worker")
+        assert pool.study_slots() == 2  # the replacement has the study lane's resource, as the dead one had
     finally:
         pool.close()
     states = [t.state for t in trials_of("killed", sqlite_url)]
@@ -240,18 +325,20 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def test_a_study_shared_by_the_embedded_pool_and_another_machines_worker(dataset, sqlite_url) -> None:
-    """An instructor's embedded pool (2 workers) and a `dask worker` that joins it from "another machine":
-    three sessions follow one study with a shared target; every trial is accounted for and the trials'
-    ``worker`` attrs show both the embedded workers and the joined one."""
+    """An instructor's embedded pool (2 study workers, 1 for Part I) and a `dask worker` that joins it from
+    "another machine": three sessions follow one study with a shared target; every trial is accounted for and
+    the trials' ``worker`` attrs show both the embedded workers and the joined one (which the pool's plugin
+    gave the study lane's resource)."""
     pool = open_pool(workers=2)
     joined = dask_process(
         "worker", pool.address, "--nthreads", "1", "--no-nanny", "--name", "second-machine", *LOOPBACK_WORKER
     )
     try:
-        wait_until(lambda: pool.workers() == 3, "the second machine's worker to join", timeout=120)
+        wait_until(lambda: pool.workers() == 4, "the second machine's worker to join", timeout=120)
         # ... and to be warm: a joining worker imports Optuna and scikit-learn (the pool's plugin) before it
         # answers; on a slow machine the two warm ones used to finish all 9 trials meanwhile.
         wait_until(lambda: joined.pid in pool.client.run(os.getpid).values(), "the joined worker to answer", 120)
+        wait_until(lambda: pool.study_slots() == 3, "the joined worker to take study trials", 60)
         plan = StudyPlan(sqlite_url, "shared", trials=9, epochs=10, pruner="none", space=SMALL, shared_target=True)
         optuna.create_study(study_name="shared", storage=sqlite_url, direction="maximize").set_user_attr(
             "target_trials", 9

@@ -214,7 +214,7 @@ def constructed_accuracy(config: TrainConfig, epoch: int) -> float:
     return 60.0 + 30.0 * closeness + config.hidden_layers[0] / 32.0 + 0.5 * epoch
 
 
-def constructed_train(config: TrainConfig, split, on_epoch=None) -> TrainResult:
+def constructed_train(config: TrainConfig, split, on_epoch=None, time_budget=None) -> TrainResult:
     """``train``'s contract (reports every epoch, stops when ``on_epoch`` says so) without training."""
     history = []
     for epoch in range(1, config.epochs + 1):
