@@ -4,22 +4,36 @@ trials of the lesson's "by hand" study, so the class's hand-tuned runs live in t
 A lesson is a name; its runs are the trials of the study ``hand_study_name(lesson)``. Which lesson is current,
 its presets and its class study are user attrs of one control study (``control_study_name()``) in the storage:
 the storage stays the one source of truth for every server process and every student.
+
+These names are reserved (``is_reserved_name``): only this module creates them, marked as class mode's
+(``records.mark_lesson_record``), and it never writes into a study under them that it did not mark. A lesson
+whose by-hand name was taken anyway (by a storage from before the names were reserved, or another Optuna
+client) records under the next free ``<lesson> (by hand, 2)`` ... (``claim_hand_study``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import hmac
+import json
+import logging
 import math
 import os
+import re
+import threading
+import time
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.exceptions import DuplicatedStudyError
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from . import limits, records
@@ -29,11 +43,45 @@ from .training import OPTIMIZERS, TrainConfig
 
 NICKNAME_MAX = 24
 NICKNAME_PUNCTUATION = " -_"
+# Default_Ignorable_Code_Point (Unicode 15, DerivedCoreProperties.txt): drawn as nothing. The letter test refuses
+# most of them already (format characters, variation selectors); the Hangul fillers are letters (Lo) that show
+# as blanks, so a nickname of three U+3164 looks empty.
+_INVISIBLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+              (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x206F), (0x3164, 0x3164),
+              (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3),
+              (0x1D173, 0x1D17A), (0xE0000, 0xE0FFF))  # fmt: skip
 
 
-def check_nickname(value: object) -> str:
+def invisible(char: str) -> bool:
+    """Whether ``char`` is a default-ignorable code point (shown as nothing: a Hangul filler, a zero-width space)."""
+    code = ord(char)
+    return any(low <= code <= high for low, high in _INVISIBLE)
+
+
+def _allowed(char: str) -> bool:
+    if char in NICKNAME_PUNCTUATION:
+        return True
+    category = unicodedata.category(char)
+    return (category.startswith("L") or category == "Nd") and not invisible(char)
+
+
+@functools.cache
+def _spoof_checker() -> Any:
+    import icu  # ICU's UTS #39 implementation with its Unicode data (pyicu-wheels, requirements.txt)
+
+    return icu.SpoofChecker()
+
+
+def skeleton(text: str) -> str:
+    """UTS #39's skeleton of ``text`` (ICU's): two strings with the same skeleton look alike ('Ada' and 'Аda',
+    whose first letter is Cyrillic; 'rn' and 'm'). Runs of spaces count as one (they look alike too)."""
+    return re.sub(" +", " ", _spoof_checker().getSkeleton(0, text))  # 0: ICU's default skeleton type
+
+
+def check_nickname(value: object, taken: Iterable[str] = ()) -> str:
     """``value`` as a nickname (1 to 24 letters, digits, spaces, '-' or '_'; outer spaces dropped), or a
-    ``ConfigError`` saying what is wrong. Markdown, HTML and control characters are all refused here."""
+    ``ConfigError`` saying what is wrong. Markdown, HTML, control and invisible characters are all refused
+    here, and so is a look-alike of a nickname in ``taken`` (the lesson's: the same nickname is fine)."""
     if not isinstance(value, str):
         raise ConfigError("nickname: type a nickname.")
     name = unicodedata.normalize("NFC", value).strip()
@@ -41,11 +89,27 @@ def check_nickname(value: object) -> str:
         raise ConfigError("nickname: type a nickname (1 to 24 letters, digits, spaces, '-' or '_').")
     if len(name) > NICKNAME_MAX:
         raise ConfigError(f"nickname: {len(name)} characters; use at most {NICKNAME_MAX}.")
-    bad = sorted({c for c in name if not (c.isalpha() or c.isdecimal() or c in NICKNAME_PUNCTUATION)})
+    bad = sorted({c for c in name if not _allowed(c)})
     if bad:
-        shown = " ".join(repr(c) if c.isprintable() else f"U+{ord(c):04X}" for c in bad[:5])
+        shown = " ".join(
+            repr(c) if c.isprintable() and not invisible(c) else f"U+{ord(c):04X}" + (" (invisible)" * invisible(c))
+            for c in bad[:5]
+        )
         raise ConfigError(f"nickname: {clip(shown, 40)} not allowed; use letters, digits, spaces, '-' or '_'.")
+    taken = {t for t in taken if isinstance(t, str)}
+    if name not in taken:
+        look = skeleton(name)
+        alike = sorted(t for t in taken if skeleton(t) == look and _valid_nickname(t))
+        if alike:
+            raise ConfigError(f"nickname: looks like '{alike[0]}', already in this lesson; choose another.")
     return name
+
+
+def _valid_nickname(value: str) -> bool:
+    try:
+        return check_nickname(value) == value
+    except ConfigError:
+        return False
 
 
 # ---------------------------------------------------------------- lessons and their state in the storage
@@ -73,9 +137,28 @@ def control_study_name() -> str:
     return class_prefix() + CONTROL_STUDY
 
 
-def hand_study_name(lesson: str) -> str:
-    """The study that holds a lesson's Part I runs."""
-    return f"{class_prefix()}{lesson}{HAND_SUFFIX}"
+def hand_study_name(lesson: str, n: int = 1) -> str:
+    """The study that holds a lesson's Part I runs: ``<lesson> (by hand)``, or when that name was taken by a
+    study the class code did not make, the ``n``-th choice ``<lesson> (by hand, n)``."""
+    return f"{class_prefix()}{lesson}{HAND_SUFFIX if n == 1 else f' (by hand, {n})'}"
+
+
+# The names only the class code creates: a lesson's by-hand study, whatever the lesson ("... (by hand)",
+# "... (by hand, 2)"), and the control study (with or without a class prefix), in any letter case.
+_RESERVED = re.compile(r"(\(by hand[^()]*\)|" + re.escape(CONTROL_STUDY) + r")$", re.IGNORECASE)
+RESERVED_RULE = f"a name ending in '(by hand)' or '{CONTROL_STUDY}' belongs to class mode"
+
+
+def is_reserved_name(name: object) -> bool:
+    """Whether ``name`` is one of class mode's study names, which only the class code may create."""
+    return isinstance(name, str) and _RESERVED.search(name.strip()) is not None
+
+
+def check_not_reserved(name: str, what: str = "study name") -> str:
+    """``name``, or a ``ConfigError`` when it is one of class mode's names (Part II, the race and the CLI ask)."""
+    if is_reserved_name(name):
+        raise ConfigError(f"{what}: '{clip(name.strip(), 60)}' is reserved ({RESERVED_RULE}); choose another.")
+    return name
 
 
 def check_lesson_name(value: object) -> str:
@@ -97,10 +180,17 @@ class Lesson:
     presets: dict = field(default_factory=dict)
     started: str = ""
     archived: bool = False
+    recorded_in: str | None = None  # the by-hand study chosen when its name was taken (stored apart: HAND_ATTR_PREFIX)
 
     @property
     def hand_study(self) -> str:
-        return hand_study_name(self.name)
+        """The study that holds this lesson's runs."""
+        return self.recorded_in or hand_study_name(self.name)
+
+    @property
+    def name_taken(self) -> bool:
+        """Whether the lesson's own by-hand name was taken by a study the class code did not make."""
+        return self.hand_study != hand_study_name(self.name)
 
     def to_dict(self) -> dict:
         return {
@@ -112,22 +202,65 @@ class Lesson:
         }
 
     @classmethod
-    def from_dict(cls, name: str, d: dict | None) -> Lesson:
+    def from_dict(cls, name: str, d: dict | None, recorded_in: object = None) -> Lesson:
         d = d if isinstance(d, dict) else {}
         removed = tuple(int(n) for n in d.get("removed") or () if isinstance(n, int))
         presets = d.get("presets") if isinstance(d.get("presets"), dict) else {}
         class_study = d.get("class_study") if isinstance(d.get("class_study"), str) else None
-        return cls(name, class_study, removed, presets, str(d.get("started") or ""), bool(d.get("archived")))
+        recorded_in = recorded_in if is_reserved_name(recorded_in) else None  # only ever a class-mode name
+        return cls(
+            name, class_study, removed, presets, str(d.get("started") or ""), bool(d.get("archived")), recorded_in
+        )
+
+
+HAND_ATTR_PREFIX = "hand study:"  # control study attr: where a lesson's runs go when its by-hand name was taken
+MARK_WAIT_SECONDS = 1.0  # how long a study without trials may stay unmarked while another process creates it
+
+
+def _owned(storage: optuna.storages.BaseStorage, name: str, kind: str) -> int | None:
+    """The id of the study ``name`` if the class code made it (marked ``kind``), creating and marking it when
+    there is none; None when a study that the class code did not make holds the name.
+
+    Creating and marking are two writes: a study with no trials and no mark may be one that another process
+    has just created, so it is given ``MARK_WAIT_SECONDS`` to be marked before it counts as taken."""
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        try:
+            study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
+        except DuplicatedStudyError:  # another process created it just now
+            study_id = storage.get_study_id_from_name(name)
+        else:
+            records.mark_lesson_record(storage, study_id, kind)
+            return study_id
+    deadline = time.monotonic() + MARK_WAIT_SECONDS
+    while records.lesson_record(storage.get_study_user_attrs(study_id)) != kind:
+        if time.monotonic() > deadline or storage.get_n_trials(study_id) > 0:
+            return None
+        time.sleep(0.05)
+    return study_id
 
 
 def _control_study_id(storage: optuna.storages.BaseStorage, create: bool) -> int | None:
+    name = control_study_name()
     try:
-        return storage.get_study_id_from_name(control_study_name())
+        study_id = storage.get_study_id_from_name(name)
     except KeyError:
         if not create:
             return None
-    optuna.create_study(storage=storage, study_name=control_study_name(), direction="maximize", load_if_exists=True)
-    study_id = storage.get_study_id_from_name(control_study_name())
+        try:
+            study_id = storage.create_new_study([StudyDirection.MAXIMIZE], name)
+        except DuplicatedStudyError:  # another process created it just now
+            study_id = storage.get_study_id_from_name(name)
+    if not create or records.lesson_record(storage.get_study_user_attrs(study_id)) == "control":
+        return study_id
+    # Not marked: just created (here or by another process), or made before studies were marked. Each holds
+    # no trial; one that does was made by something else and never holds the lessons.
+    if storage.get_n_trials(study_id) > 0:
+        raise ConfigError(
+            f"study '{name}' holds trials that class mode did not make, so it cannot hold the lessons: start the "
+            f"server with {CLASS_ENV}=<a class name> to use another name."
+        )
     records.mark_lesson_record(storage, study_id, "control")
     return study_id
 
@@ -143,15 +276,17 @@ def current_lesson(storage: optuna.storages.BaseStorage, state: dict | None = No
     state = class_state(storage) if state is None else state
     name = state.get(CURRENT_ATTR)
     name = name if isinstance(name, str) and name else DEFAULT_LESSON
-    return Lesson.from_dict(name, state.get(LESSON_ATTR_PREFIX + name))
+    return Lesson.from_dict(name, state.get(LESSON_ATTR_PREFIX + name), state.get(HAND_ATTR_PREFIX + name))
 
 
 def lessons(storage: optuna.storages.BaseStorage) -> list[Lesson]:
     """Every lesson the storage knows, oldest first."""
     state = class_state(storage)
-    found = [
-        Lesson.from_dict(k[len(LESSON_ATTR_PREFIX) :], v) for k, v in state.items() if k.startswith(LESSON_ATTR_PREFIX)
-    ]
+    found = []
+    for key, value in state.items():
+        if key.startswith(LESSON_ATTR_PREFIX):
+            name = key[len(LESSON_ATTR_PREFIX) :]
+            found.append(Lesson.from_dict(name, value, state.get(HAND_ATTR_PREFIX + name)))
     return sorted(found, key=lambda lesson: lesson.started)
 
 
@@ -161,6 +296,48 @@ def save_lesson(storage: optuna.storages.BaseStorage, lesson: Lesson, make_curre
     storage.set_study_user_attr(study_id, LESSON_ATTR_PREFIX + lesson.name, lesson.to_dict())
     if make_current:
         storage.set_study_user_attr(study_id, CURRENT_ATTR, lesson.name)
+
+
+HAND_STUDY_CHOICES = 20  # "<lesson> (by hand)", then "(by hand, 2)" ... "(by hand, 20)"
+_claiming = threading.Lock()  # this process's recorder threads claim a lesson's study one at a time
+
+
+def claim_hand_study(storage: optuna.storages.BaseStorage, lesson: Lesson) -> tuple[int, Lesson]:
+    """The id of the study that holds ``lesson``'s runs, and the lesson as it then is.
+
+    That study is one the class code made and marked: created on first use (by the first run, or when the
+    instructor starts the lesson). A by-hand name held by a study the class code did not make (e.g. a Part II
+    study made before class mode's names were reserved) is never written to: the first free name of
+    ``hand_study_name(lesson, n)`` is used instead and kept in the class's state (``HAND_ATTR_PREFIX``), so that
+    every server process and student records there (``Lesson.name_taken`` says so)."""
+    choices = (hand_study_name(lesson.name, n) for n in range(1, HAND_STUDY_CHOICES + 1))
+    names = dict.fromkeys([lesson.hand_study, *choices])
+    with _claiming:
+        for name in names:
+            study_id = _owned(storage, name, "by hand")
+            if study_id is None:
+                continue
+            if name != lesson.hand_study:
+                control = _control_study_id(storage, create=True)
+                storage.set_study_user_attr(control, HAND_ATTR_PREFIX + lesson.name, name)
+                lesson = dataclasses.replace(lesson, recorded_in=name)
+            return study_id, lesson
+    raise ConfigError(
+        f"lesson '{clip(lesson.name, 60)}': its by-hand study names up to '{name}' are all taken by studies that "
+        "class mode did not make; start a lesson with another name."
+    )
+
+
+def start_lesson(storage: optuna.storages.BaseStorage, name: str, previous: Lesson | None = None) -> Lesson:
+    """Archive ``previous`` (the current lesson), make lesson ``name`` the current one and claim its by-hand
+    study now (``claim_hand_study``); the new lesson as stored."""
+    name = check_lesson_name(name)
+    if previous is not None:
+        if previous.name == name:
+            raise ConfigError("lesson name: that is the current lesson.")
+        save_lesson(storage, dataclasses.replace(previous, archived=True))
+    save_lesson(storage, Lesson(name, started=datetime.now(UTC).isoformat(timespec="seconds")), make_current=True)
+    return claim_hand_study(storage, current_lesson(storage))[1]
 
 
 # ---------------------------------------------------------------- Part I runs as trials
@@ -199,17 +376,9 @@ def _history_columns(history: Sequence[dict]) -> dict[str, list]:
     return {k: [h[k] if k == "epoch" else round(float(h[k]), 5) for h in history] for k in keys}
 
 
-def hand_study(storage: optuna.storages.BaseStorage, lesson: Lesson) -> optuna.Study:
-    """The lesson's by-hand study, created on first use (by whichever session records first)."""
-    study = optuna.create_study(
-        storage=storage, study_name=lesson.hand_study, direction="maximize", load_if_exists=True
-    )
-    records.mark_lesson_record(storage, storage.get_study_id_from_name(study.study_name), "by hand")
-    return study
-
-
 def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dict, nickname: str | None) -> int:
-    """Add a finished (COMPLETE) or stopped (PRUNED) Part I run to the lesson's by-hand study; its trial number.
+    """Add a finished (COMPLETE) or stopped (PRUNED) Part I run to the lesson's by-hand study (``claim_hand_study``);
+    its trial number.
 
     ``record`` is Part I's run record (``fetal_core.manual.make_run_record``). The trial holds the config as
     params (search-space names), the curve as intermediate values, and as user attrs the nickname, the time,
@@ -248,10 +417,7 @@ def record_run(storage: optuna.storages.BaseStorage, lesson: Lesson, record: dic
     trial.datetime_start = finished - timedelta(seconds=float(record.get("seconds") or 0.0))
     trial.datetime_complete = finished
     # create_trial validated it (as Study.add_trial would); one storage call adds it and gives the id
-    try:  # one read when the study exists (creating first would cost a failed insert on every run)
-        study_id = storage.get_study_id_from_name(lesson.hand_study)
-    except KeyError:
-        study_id = storage.get_study_id_from_name(hand_study(storage, lesson).study_name)
+    study_id, _ = claim_hand_study(storage, lesson)  # a study the class code made: never a squatted one
     trial_id = storage.create_new_trial(study_id, template_trial=trial)
     return storage.get_trial_number_from_id(trial_id)
 
@@ -281,14 +447,42 @@ def lesson_trials(storage: optuna.storages.BaseStorage, lesson: Lesson) -> tuple
     from .review import load_trials
 
     found = []
-    for name in (lesson.hand_study, lesson.class_study):
+    for name, kind in ((lesson.hand_study, "by hand"), (lesson.class_study, None)):
         try:
-            found.append([] if name is None else load_trials(storage, storage.get_study_id_from_name(name)))
+            study_id = None if name is None else storage.get_study_id_from_name(name)
         except KeyError:
-            found.append([])
+            study_id = None
+        if study_id is not None and kind and records.lesson_record(storage.get_study_user_attrs(study_id)) != kind:
+            study_id = None  # a study the class code did not make under the lesson's name: not the class's runs
+        found.append([] if study_id is None else load_trials(storage, study_id))
     hand, machine = found
     removed = set(lesson.removed)
     return [t for t in hand if t.number not in removed], machine
+
+
+def lesson_nicknames(storage: optuna.storages.BaseStorage, lesson: Lesson) -> set[str]:
+    """The nicknames recorded in ``lesson``'s by-hand study (a new nickname must not look like one of them).
+    Reads only that attr (one query on an RDB storage), not the runs."""
+    from .review import sql_readable
+
+    try:
+        study_id = storage.get_study_id_from_name(lesson.hand_study)
+    except KeyError:
+        return set()
+    if records.lesson_record(storage.get_study_user_attrs(study_id)) != "by hand":
+        return set()
+    if sql_readable(storage):
+        import sqlalchemy
+
+        query = sqlalchemy.text(
+            "SELECT DISTINCT a.value_json FROM trial_user_attributes a JOIN trials t ON a.trial_id = t.trial_id "
+            "WHERE t.study_id = :study AND a.key = 'nickname'"
+        )
+        with storage.engine.connect() as connection:
+            values = [json.loads(row[0]) for row in connection.execute(query, {"study": study_id})]
+    else:
+        values = [records.trial_nickname(t) for t in storage.get_all_trials(study_id, deepcopy=False)]
+    return {v for v in values if isinstance(v, str) and v}
 
 
 NO_NICKNAME = "(no nickname)"
@@ -480,6 +674,13 @@ class Presets:
                 raise ConfigError(f"{name}: the low end {low:g} is above the high end {high:g}.")
             ranges[name] = (low, high)
         object.__setattr__(self, "ranges", ranges)
+        # Ranges in which no network fits the lab's size caps would leave every student's Part I without a choice.
+        layers_low = int(self.range("layers")[0])
+        limits.check_network(
+            [int(self.range("units")[0])] * layers_low,
+            int(self.range("batch_size")[1]),
+            "lesson ranges: their smallest network,",
+        )
         if self.max_epochs is not None:
             object.__setattr__(
                 self, "max_epochs", int(limits.check("epochs cap", self.max_epochs, limits.EPOCHS, whole=True))
@@ -571,11 +772,17 @@ def lesson_presets(lesson: Lesson) -> Presets:
 # ---------------------------------------------------------------- the instructor's key
 
 INSTRUCTOR_KEY_ENV = "FETAL_HPO_INSTRUCTOR_KEY"
+KEY_MIN_LENGTH = 12  # with at most 2 guesses a minute (KeyGuard), a random 12-character key outlasts any class
 
 
 def instructor_key() -> str | None:
-    """The instructor key the server was started with (``FETAL_HPO_INSTRUCTOR_KEY``), None when unset or empty."""
+    """The instructor key the server was started with (``FETAL_HPO_INSTRUCTOR_KEY``), None when unset or empty;
+    a ``ConfigError`` for a key shorter than ``KEY_MIN_LENGTH`` (the server refuses to start with it)."""
     key = os.environ.get(INSTRUCTOR_KEY_ENV)
+    if key and len(key) < KEY_MIN_LENGTH:
+        raise ConfigError(
+            f"{INSTRUCTOR_KEY_ENV}: {len(key)} characters; use at least {KEY_MIN_LENGTH} (a short key can be guessed)."
+        )
     return key if key else None
 
 
@@ -600,3 +807,82 @@ def token_valid(token: object) -> bool:
     """Whether a session's stored token grants the instructor's actions (constant-time; False without a key)."""
     expected = session_token()
     return expected is not None and isinstance(token, str) and hmac.compare_digest(token, expected)
+
+
+LOG = logging.getLogger("fetal_hpo.instructor")
+
+
+class KeyAttempt(NamedTuple):
+    """What became of a typed key: ``granted``; else whether it was ``checked`` (a wrong key) or refused
+    unchecked because it came before its wait was over, and ``wait``: seconds before the next try."""
+
+    granted: bool
+    checked: bool
+    wait: float
+
+
+class KeyGuard:
+    """Slows down guessing the instructor key, per session and per server.
+
+    After a session's n-th wrong key in a row its next try must wait ``first`` x 2^(n-1) s; once the server has
+    seen ``free`` wrong keys (from any sessions) every session waits ``first`` x 2^(m-free) s after the server's
+    m-th; each wait is at most ``cap``. A try made before its wait is over is refused without being checked: no
+    thread sleeps. The server's count starts again after ``forget`` s without a wrong key. One log line per wrong
+    key names the session by a hash of its id and the counts, never what was typed. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        first: float = 1.0,
+        cap: float = 30.0,
+        free: int = 10,
+        forget: float = 900.0,
+    ) -> None:
+        self._clock, self._first, self._cap, self._free, self._forget = clock, first, cap, free, forget
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[int, float]] = {}  # session -> (wrong keys in a row, when the last one came)
+        self._server = (0, -math.inf)
+
+    def _delay(self, wrong: int) -> float:
+        return 0.0 if wrong <= 0 else min(self._cap, self._first * 2.0 ** min(wrong - 1, 64))
+
+    def _wait(self, session: str, now: float) -> float:
+        wrong, last = self._sessions.get(session, (0, -math.inf))
+        server_wrong, server_last = self._server
+        if now - server_last > self._forget:
+            server_wrong = 0
+        ready = max(last + self._delay(wrong), server_last + self._delay(server_wrong - self._free + 1))
+        return max(0.0, ready - now)
+
+    def wait_left(self, session: str) -> float:
+        """Seconds before ``session`` may try a key (0: now)."""
+        with self._lock:
+            return self._wait(session, self._clock())
+
+    def attempt(self, session: str, typed: object, key: str | None = None) -> KeyAttempt:
+        """Check ``typed`` against the key (``key_matches``) unless ``session`` must wait first."""
+        with self._lock:
+            now = self._clock()
+            wait = self._wait(session, now)
+            if wait > 0:
+                return KeyAttempt(False, False, wait)
+            if key_matches(typed, key):
+                self._sessions.pop(session, None)
+                return KeyAttempt(True, True, 0.0)
+            wrong = self._sessions.get(session, (0, 0.0))[0] + 1
+            server_wrong = (0 if now - self._server[1] > self._forget else self._server[0]) + 1
+            self._sessions[session] = (wrong, now)
+            self._server = (server_wrong, now)
+            if len(self._sessions) > 1000:  # forget sessions idle for long (each reload is a new session)
+                self._sessions = {s: v for s, v in self._sessions.items() if now - v[1] <= self._forget}
+            wait = self._wait(session, now)
+        tag = hashlib.sha256(session.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        LOG.warning(
+            "instructor key: a wrong key from session %s (%d in a row there, %d on the server); next try in %.0f s",
+            tag,
+            wrong,
+            server_wrong,
+            wait,
+        )
+        return KeyAttempt(False, True, wait)

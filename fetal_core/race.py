@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import records, review
 from .data import Dataset
+from .lesson import RESERVED_RULE, is_reserved_name
 from .search import SAMPLERS, SearchSpace, StudyPlan, open_study
 from .storage import reap_stale_trials
 from .training import ConfigError
@@ -42,6 +43,8 @@ def check_race_name(name: str) -> str:
         raise RaceError("race name: give the race a name.")
     if len(name) > 60 or not name.isprintable() or ":" in name:
         raise RaceError(f"race name: '{name}' must be 1-60 printable characters without ':'.")
+    if is_reserved_name(name):  # its studies' names could not be, but one rule for every name typed reads simpler
+        raise RaceError(f"race name: '{name}' is reserved ({RESERVED_RULE}); choose another.")
     return name
 
 

@@ -3,15 +3,18 @@ and the lesson in the configured storage. The logic lives in ``fetal_core.lesson
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fetal_core.lesson import (
+    KeyGuard,
     Presets,
     check_nickname,
     current_lesson,
-    key_matches,
+    lesson_nicknames,
     lesson_presets,
     record_run,
     session_token,
@@ -26,8 +29,19 @@ NICK_QUERY = "nick"  # URL query parameter that keeps it across a reload
 
 
 def nickname() -> str | None:
-    """This session's nickname (always one that passed ``check_nickname``), or None."""
-    return st.session_state.get(keys.NICKNAME)
+    """This session's nickname (always one that passed ``check_nickname``), or None.
+
+    A session that has none yet takes a valid one from the address (``?nick=``) first: the name the page showed
+    goes with its run even when the page ran before the sidebar read it (a tab reconnecting to a restarted server).
+    """
+    nick = st.session_state.get(keys.NICKNAME)
+    if nick is None and NICK_QUERY in st.query_params:
+        try:
+            nick = check_nickname(st.query_params[NICK_QUERY], taken_nicknames())
+        except ConfigError:  # nickname_sidebar says why and drops it from the address
+            return None
+        st.session_state[keys.NICKNAME] = nick
+    return nick
 
 
 def nickname_query() -> dict[str, str]:
@@ -45,7 +59,7 @@ def _change_nickname() -> None:
 def _take_typed_nickname() -> None:
     """The nickname form's submit: keep a valid nickname, or the error to show (never the typed text as Markdown)."""
     try:
-        st.session_state[keys.NICKNAME] = check_nickname(st.session_state.get(keys.NICK_INPUT, ""))
+        st.session_state[keys.NICKNAME] = check_nickname(st.session_state.get(keys.NICK_INPUT, ""), taken_nicknames())
     except ConfigError as err:
         st.session_state[keys.NICK_ERROR] = str(err)
 
@@ -56,7 +70,7 @@ def nickname_sidebar() -> None:
     with st.sidebar, st.container(key="nick_box"):
         if nick is None and NICK_QUERY in st.query_params:
             try:
-                nick = check_nickname(st.query_params[NICK_QUERY])
+                nick = check_nickname(st.query_params[NICK_QUERY], taken_nicknames())
             except ConfigError as err:
                 st.error(f"Ignored the nickname in the link: {plain(err)}")
                 del st.query_params[NICK_QUERY]
@@ -132,6 +146,21 @@ def lesson_presets_now() -> Presets:
         return Presets()
 
 
+@st.cache_data(ttl=PRESETS_TTL_SECONDS, show_spinner=False)
+def _lesson_nicknames(url: str) -> list[str]:
+    storage = configured_storage()
+    return sorted(lesson_nicknames(storage, current_lesson(storage)))
+
+
+def taken_nicknames() -> list[str]:
+    """The nicknames recorded in the current lesson, which a new nickname must not look like (none when the
+    storage cannot be read: a nickname is still checked for everything else)."""
+    try:
+        return _lesson_nicknames(app_settings().storage_url)
+    except Exception:
+        return []
+
+
 # ---------------------------------------------------------------- the instructor
 
 
@@ -140,14 +169,32 @@ def is_instructor() -> bool:
     return token_valid(st.session_state.get(keys.INSTRUCTOR_TOKEN))
 
 
+@st.cache_resource(show_spinner=False)
+def key_guard() -> KeyGuard:
+    """The server's count of wrong instructor keys, per session and in all (one per server process)."""
+    return KeyGuard()
+
+
+def _session_id() -> str:
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no session"
+
+
 def unlock_with_typed_key() -> None:
-    """The key form's submit: keep the session token on a match; forget what was typed either way."""
+    """The key form's submit: keep the session token on a match; forget what was typed either way. A wrong key
+    makes the next try wait (``KeyGuard``); a try before then is refused unchecked."""
     typed = st.session_state.pop(keys.INSTRUCTOR_KEY_INPUT, "")
-    if key_matches(typed):
+    attempt = key_guard().attempt(_session_id(), typed)
+    if attempt.granted:
         st.session_state[keys.INSTRUCTOR_TOKEN] = session_token()
+        return
+    st.session_state.pop(keys.INSTRUCTOR_TOKEN, None)
+    wait = math.ceil(attempt.wait)
+    if not attempt.checked:
+        refused = f"Too many wrong keys: wait {wait} s, then try again (this try was not checked)."
     else:
-        st.session_state.pop(keys.INSTRUCTOR_TOKEN, None)
-        st.session_state[keys.INSTRUCTOR_REFUSED] = True
+        refused = "That is not the instructor key." + (f" Wait {wait} s before the next try." if wait else "")
+    st.session_state[keys.INSTRUCTOR_REFUSED] = refused
 
 
 def lock() -> None:

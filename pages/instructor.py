@@ -7,7 +7,6 @@ this session: the session keeps a keyed hash of it (never the key), and every ac
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 
 import streamlit as st
 
@@ -17,12 +16,14 @@ from fetal_core.lesson import (
     VISIBILITY,
     Lesson,
     Presets,
-    check_lesson_name,
+    claim_hand_study,
     current_lesson,
+    hand_study_name,
     instructor_key,
     lesson_presets,
     lesson_trials,
     save_lesson,
+    start_lesson,
     student,
 )
 from fetal_core.limits import ConfigError
@@ -37,7 +38,12 @@ from pages.common import app_settings, configured_storage, enter_through_app
 enter_through_app()
 
 st.title("Instructor")
-if instructor_key() is None:  # the page exists only with the key; a direct link without it acts on nothing
+try:
+    key_set = instructor_key() is not None
+except ConfigError as err:  # a key too short to resist guessing: serve.py does not start with it
+    st.error(f"The server refuses its instructor key. {plain(err)}")
+    st.stop()
+if not key_set:  # the page exists only with the key; a direct link without it acts on nothing
     st.info("This server has no instructor key (FETAL_HPO_INSTRUCTOR_KEY), so there is no instructor page.")
     st.stop()
 
@@ -46,8 +52,9 @@ if not is_instructor():
     with st.form("instructor_unlock", border=True):
         st.text_input("Instructor key", type="password", key=keys.INSTRUCTOR_KEY_INPUT)
         st.form_submit_button("Unlock", key="instructor_unlock_button", on_click=unlock_with_typed_key)
-    if st.session_state.pop(keys.INSTRUCTOR_REFUSED, False):
-        st.error("That is not the instructor key.")
+    refused = st.session_state.pop(keys.INSTRUCTOR_REFUSED, None)
+    if refused:
+        st.error(plain(refused if isinstance(refused, str) else "That is not the instructor key."))
     st.stop()
 
 
@@ -64,13 +71,26 @@ lesson = current_lesson(storage)
 presets = lesson_presets(lesson)
 st.button("Lock this page", key="instructor_lock", on_click=lock, type="tertiary")
 st.subheader(f"Current lesson: {plain(lesson.name)}")
+try:  # the lesson's runs have their study from now on (on a fresh server: before the first run)
+    lesson = claim_hand_study(storage, lesson)[1]
+except ConfigError as err:
+    st.error(plain(err))
+if lesson.name_taken:
+    st.warning(
+        f"'{plain(hand_study_name(lesson.name))}' was taken by a study that class mode did not make: this lesson's "
+        f"runs are recorded in '{plain(lesson.hand_study)}' (the leaderboard reads it)."
+    )
 hand, machine = lesson_trials(storage, lesson)
 shown_study = plain(lesson.class_study) if lesson.class_study else "none yet"
 st.caption(f"{len(hand)} run(s) by hand · class study: {shown_study} ({len(machine)} finished trial(s))")
 
 
 def saved(changed: Lesson, message: str) -> None:
-    save_lesson(storage, changed, make_current=True)
+    try:
+        save_lesson(storage, changed, make_current=True)
+    except ConfigError as err:  # the class's control study name is held by a study with trials
+        st.error(plain(err))
+        return
     st.session_state[keys.INSTRUCTOR_MESSAGE] = message
     st.rerun()
 
@@ -175,17 +195,13 @@ with st.expander("Start a new lesson (the current one is archived: its runs stay
         new_name = st.text_input("New lesson name", key="instr_new_lesson")
         if st.form_submit_button("Start the new lesson", key="instr_new_lesson_start") and allowed():
             try:
-                new_name = check_lesson_name(new_name)
-                if new_name == lesson.name:
-                    raise ConfigError("lesson name: that is the current lesson.")
+                started = start_lesson(storage, new_name, lesson)
             except ConfigError as err:
                 st.error(plain(err))
             else:
-                save_lesson(storage, dataclasses.replace(lesson, archived=True))
-                saved(
-                    Lesson(new_name, started=datetime.now(UTC).isoformat(timespec="seconds")),
-                    f"Lesson {new_name} started; {lesson.name} is archived.",
-                )
+                # a taken by-hand name is said by the warning under the lesson's name
+                st.session_state[keys.INSTRUCTOR_MESSAGE] = f"Lesson {started.name} started; {lesson.name} is archived."
+                st.rerun()
 
 # ---------------------------------------------------------------- remove a run
 with st.expander("Remove a run from the leaderboard"):

@@ -12,11 +12,13 @@ from streamlit.testing.v1 import AppTest
 from fetal_core.lesson import (
     BOARD_COLUMNS,
     DEFAULT_LESSON,
+    KeyGuard,
     Presets,
     check_nickname,
     current_lesson,
     findings,
     hand_study_name,
+    lesson_nicknames,
     lesson_trials,
     lessons,
     record_run,
@@ -66,6 +68,35 @@ def test_plain_nicknames_are_accepted():
     assert check_nickname("  Ada_42 ") == "Ada_42"
     assert check_nickname("Zoë de-la Cruz") == "Zoë de-la Cruz"
     assert check_nickname("x" * 24) == "x" * 24
+
+
+INVISIBLE_NICKNAMES = ["\u3164\u3164\u3164", "\u115f", "\u1160Ada", "\uffa0", "Ada\u200d", "A\u034fda", "\u2800"]
+
+
+@pytest.mark.parametrize("value", INVISIBLE_NICKNAMES)
+def test_invisible_characters_are_refused_in_a_nickname(value):
+    """The Hangul fillers are letters (Lo) that draw nothing: a nickname of them looks empty on the board."""
+    with pytest.raises(ConfigError, match="not allowed"):
+        check_nickname(value)
+    trial = optuna.trial.create_trial(value=1.0, user_attrs={"nickname": value})
+    assert student(trial) == "(no nickname)"  # one recorded around the UI is shown as none
+
+
+def test_letters_and_digits_of_any_script_are_accepted():
+    for name in ("Ἀριστοτέλης", "李小龙", "Åsa_٣", "محمد", "Ада Лавлейс", "Zoë"):
+        assert check_nickname(name) == name
+
+
+def test_a_look_alike_of_a_nickname_in_the_lesson_is_refused():
+    taken = ["Ada", "m", "Ada Lovelace"]
+    for look_alike, original in (("\u0410da", "Ada"), ("Αda", "Ada"), ("rn", "m"), ("Ada  Lovelace", "Ada Lovelace")):
+        with pytest.raises(ConfigError) as refused:
+            check_nickname(look_alike, taken)
+        assert str(refused.value) == f"nickname: looks like '{original}', already in this lesson; choose another."
+    assert check_nickname("Ada", taken) == "Ada"  # the same student after a reload
+    assert check_nickname(" Ada ", ["\u0410da", "Ada"]) == "Ada"  # the same one, even beside an older look-alike
+    assert check_nickname("Grace", taken) == "Grace" and check_nickname("ada", taken) == "ada"
+    assert check_nickname("\u0410da") == "\u0410da"  # alone in its lesson, a Cyrillic А is a letter like any
 
 
 def nickname_box() -> AppTest:
@@ -212,6 +243,29 @@ def test_every_finished_or_stopped_part1_run_lands_in_the_lesson_study(app_env, 
     assert trials[1].user_attrs["stopped_early"] is True
 
 
+def test_a_nickname_that_looks_like_one_in_the_lesson_is_refused_in_the_form_and_the_link(app_env, tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    record_run(storage, current_lesson(storage), constructed_record(), "Ada")
+    record_run(storage, current_lesson(storage), constructed_record(), "Bob")
+    assert lesson_nicknames(storage, current_lesson(storage)) == {"Ada", "Bob"}
+
+    box = type_nickname(nickname_box(), "\u0410da")  # a Cyrillic А
+    assert "nickname" not in box.session_state and "nick" not in box.query_params
+    assert [shown(e.value) for e in box.error] == [
+        "nickname: looks like 'Ada', already in this lesson; choose another."
+    ]
+    box = type_nickname(box, "Ada")  # the same student again (another tab, a reload without the link)
+    assert box.session_state["nickname"] == "Ada"
+
+    linked = app({"nick": "\u0410da"})
+    assert "nickname" not in linked.session_state and "nick" not in linked.query_params
+    [error] = [shown(e.value) for e in linked.error]
+    assert (
+        error == "Ignored the nickname in the link: nickname: looks like 'Ada', already in this lesson; choose another."
+    )
+    assert app({"nick": "Bob"}).session_state["nickname"] == "Bob"
+
+
 # ---------------------------------------------------------------- the leaderboard
 
 
@@ -278,8 +332,30 @@ def test_findings_name_what_the_top_runs_share_and_what_nobody_tried(sqlite_url)
 KEY = "c0rrect horse-battery"
 
 
+class Clock:
+    """A clock the test moves (for the instructor key's waits)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def instructor_env(app_env, monkeypatch):
+def key_clock(monkeypatch) -> Clock:
+    """The server's key guard starts afresh on a clock the test moves (AppTest sessions share one session id)."""
+    from pages import class_mode
+
+    clock = Clock()
+    monkeypatch.setattr(class_mode, "KeyGuard", lambda: KeyGuard(clock=clock))
+    class_mode.key_guard.clear()
+    yield clock
+    class_mode.key_guard.clear()
+
+
+@pytest.fixture
+def instructor_env(app_env, monkeypatch, key_clock):
     monkeypatch.setenv("FETAL_HPO_INSTRUCTOR_KEY", KEY)
 
 
@@ -310,13 +386,19 @@ def test_without_the_variable_there_is_no_instructor_page(app_env):
     assert actions(direct) == [] and "no instructor key" in " ".join(i.value for i in direct.info)
 
 
-def test_no_key_a_wrong_key_a_tampered_url_or_session_value_reach_no_instructor_action(instructor_env):
+def test_no_key_a_wrong_key_a_tampered_url_or_session_value_reach_no_instructor_action(instructor_env, key_clock):
     at = instructor({"key": KEY, "instructor": "1", "instructor_token": KEY})  # a tampered URL
     assert at.text_input(key="instructor_key_input").value == "" and actions(at) == ["instructor_unlock_button"]
     for wrong in ("", "c0rrect horse", KEY + " ", KEY.upper(), "x" * 10_000):
         unlock(at, wrong)
         assert actions(at) == ["instructor_unlock_button"] and "instructor_token" not in at.session_state
-        assert [e.value for e in at.error] == ["That is not the instructor key."]
+        [error] = [shown(e.value) for e in at.error]
+        assert error.startswith("That is not the instructor key. Wait "), error
+        unlock(at, KEY)  # at once: refused unchecked, even the right key
+        assert actions(at) == ["instructor_unlock_button"] and "instructor_token" not in at.session_state
+        [error] = [shown(e.value) for e in at.error]
+        assert error.startswith("Too many wrong keys: wait "), error
+        key_clock.now += 60
     for forged in (True, "1", KEY, session_token("another key")):  # a session value set around the form
         at.session_state["instructor_token"] = forged
         at.run()
@@ -419,7 +501,14 @@ def test_class_mode_record_studies_are_not_optuna_studies(sqlite_url):
     assert study_names(storage, optuna_only=True) == ["an optuna study"]
     assert set(study_names(storage)) == set(kinds)
     for name in (hand, control):
-        with pytest.raises(ConfigError, match="holds class-mode records"):
+        with pytest.raises(ConfigError, match="is reserved"):
             open_study(StudyPlan(sqlite_url, name, trials=1, epochs=2), storage)
     assert len(optuna.load_study(study_name=hand, storage=storage).trials) == 1  # nothing added
     assert sorted(r.name for r in list_studies(storage)) == sorted([hand, "an optuna study"])
+
+
+def test_presets_whose_ranges_fit_no_network_are_refused():
+    """Every student's Part I must have a network to train: ranges whose smallest one breaks the size caps fail."""
+    with pytest.raises(ConfigError, match="smallest network"):
+        Presets(ranges={"units": (1024, 1024), "layers": (8, 8)})
+    assert Presets(ranges={"units": (8, 64), "layers": (1, 3)}).range("units") == (8, 64)
