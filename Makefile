@@ -4,6 +4,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 DATA := data/fetal_health.csv
+# Where the app listens: 127.0.0.1 is right for one person; a class uses HOST=0.0.0.0 (see README: Run a class).
+HOST ?= 127.0.0.1
+PORT ?= 8501
 
 .PHONY: run test setup setup-dev data browser lint bench
 
@@ -30,7 +33,7 @@ browser:
 
 run: setup
 	@test -f $(DATA) || $(PY) -m fetal_core fetch-data || echo "No data set yet: upload fetal_health.csv on the Home page."
-	$(PY) -m streamlit run serve.py --server.address 127.0.0.1 --server.port 8501
+	$(PY) -m streamlit run serve.py --server.address $(HOST) --server.port $(PORT)
 
 test: setup-dev data browser
 	$(PY) -m ruff check .
