@@ -1,4 +1,4 @@
-"""``python -m fetal_core``: train one config, run (or join) a study, fetch the data set.
+"""``python -m fetal_core``: train one config, run (or join) a study, write a report, fetch the data set.
 
 Bad arguments and bad data end with one line on stderr and a non-zero exit, never a traceback.
 """
@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--storage", help="Optuna storage URL")
     r.add_argument("--data", help="CSV path")
     r.add_argument("--json", action="store_true")
+
+    p = commands.add_parser("report", help="write one self-contained HTML report of a study or of a lesson")
+    p.add_argument("--storage", help="Optuna storage URL (default: $FETAL_HPO_STORAGE or the SQLite file)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study-name", help="the study to report on")
+    which.add_argument("--lesson", help="the class-mode lesson to report on (its leaderboard and class study)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
 
     f = commands.add_parser("fetch-data", help="copy ../shared/data or download the Kaggle data set into data/")
     f.add_argument("--data", help="destination path")
@@ -320,6 +327,20 @@ def _race(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from .report import lesson_report, study_report
+
+    storage = open_storage(settings(storage_url=args.storage).storage_url)
+    page = lesson_report(storage, args.lesson) if args.lesson else study_report(storage, args.study_name)
+    try:
+        with open(args.out, "w", encoding="utf-8") as out:
+            out.write(page)
+    except OSError as err:
+        raise ConfigError(f"cannot write --out {args.out}: {err.strerror or err}") from None
+    print(f"report written to {args.out} ({len(page.encode()) / 1e6:.1f} MB)")
+    return 0
+
+
 def _fetch(args: argparse.Namespace) -> int:
     path = fetch_dataset(settings(args.data).data_path)
     print(f"data set ready at {path}")
@@ -338,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        code = {"train": _train, "study": _study, "race": _race, "fetch-data": _fetch}[args.command](args)
+        commands = {"train": _train, "study": _study, "race": _race, "report": _report, "fetch-data": _fetch}
+        code = commands[args.command](args)
         sys.stdout.flush()  # inside the try: a closed pipe raises here, not at exit
         return code
     except BrokenPipeError:  # the reader left early (`... | head`): stop quietly, as Unix tools do

@@ -48,7 +48,7 @@ STATE_LINES: dict[str, dict[str, Any]] = {
 }
 STATE_ORDER = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 MANUAL_COLOUR = "#444444"  # Part I's best run, drawn on Part II's history
-NULL_COLOUR = "gray"  # the null-accuracy line
+NULL_COLOUR = "#595959"  # the null-accuracy line and its label (7:1 on white: WCAG AA text contrast)
 PER_TRIAL_LINES = 60  # up to this many trials, one trace (legend entry, hover name) per trial
 INTERMEDIATE_POINTS = 20_000  # per state, beyond: every n-th epoch of each trial (and its last)
 TIMELINE_BARS = 100  # up to this many trials, Optuna's timeline bars; beyond, one trace of segments per state
@@ -135,6 +135,14 @@ def contour_figure(study: optuna.Study, x: str, y: str) -> go.Figure:
     return optuna_figure(ov.plot_contour, study, params=[x, y], target_name=TARGET_NAME)
 
 
+def integer_axis(largest: float) -> dict[str, Any]:
+    """Axis settings for counts and run or trial numbers: ticks on whole numbers only (1, 2, 5, 10, ... apart,
+    at most about 10 of them), never at 1.5."""
+    steps = (m * 10**e for e in range(12) for m in (1, 2, 5))
+    step = next(s for s in steps if s * 10 >= largest)
+    return {"tick0": 0, "dtick": step, "tickformat": "d"}
+
+
 def history_figure(
     studies: optuna.Study | Sequence[optuna.Study],
     pruned: Iterable[FrozenTrial] = (),
@@ -159,14 +167,17 @@ def history_figure(
         figure.add_hline(
             y=manual_best,
             line={"color": MANUAL_COLOUR, "dash": "dash"},
-            annotation={
-                "text": f"best manual run (Part I): {manual_best:.1f}%",
-                "xanchor": "right",
-                "x": 1,
-                "yanchor": "top",
+            annotation={  # above its line, on the left (the best-value line starts low) and on its own background
+                "text": f"best manual run (Part I): {manual_best:.2f}%",
+                "xanchor": "left",
+                "x": 0,
+                "yanchor": "bottom",
                 "showarrow": False,
+                "bgcolor": "rgba(255, 255, 255, 0.85)",
             },
         )
+    numbers = [x for trace in figure.data for x in (trace.x or ()) if isinstance(x, int | float)]
+    figure.update_xaxes(**integer_axis(max(numbers, default=1)))
     return figure
 
 
@@ -291,7 +302,16 @@ def parallel_figure(study: optuna.Study) -> go.Figure:
     figure.data = [colour_bar]  # Optuna's layout and colour bar stay as they are (rebuilding them costs seconds)
     figure.add_traces(grouped)
     figure.data = [*figure.data[1:], figure.data[0]]
+    _room_for_objective_labels(figure)
     return escaped(figure)
+
+
+def _room_for_objective_labels(figure: go.Figure) -> None:
+    """Optuna writes the objective's tick labels left of the first axis, 0.2 axis units from the plot's edge:
+    with eight parameters that is ~15 px and "92.5" was cut off. Keep ~8% of the width (~55 px at 700 px)."""
+    low, high = figure.layout.xaxis.range or (-0.2, 1.2)
+    room = 0.08 * (high - low) / (1 - 0.08)
+    figure.update_xaxes(range=[min(low, -room), high])
 
 
 # ---------------------------------------------------------------- per-epoch values
@@ -438,6 +458,7 @@ def hand_vs_machine_figure(
     """Completed runs by hand (hover: ``who(trial)``) and Optuna's completed trials on one optimisation-history
     plot (a Plotly dict): each as points in the order they finished, with its best-so-far line."""
     data = []
+    most = max(len(hand), len(machine))
     for by_hand, trials, colour in ((True, hand, MANUAL_COLOUR), (False, machine, state_colour("COMPLETE"))):
         finished = sorted(trials, key=lambda t: (t.datetime_complete or datetime.min, t.number))
         x = list(range(1, len(finished) + 1))
@@ -468,8 +489,12 @@ def hand_vs_machine_figure(
             "height": 420,
             "margin": {"l": 10, "r": 10, "t": 50, "b": 10},
             "legend": {"orientation": "h", "y": -0.2},
-            "xaxis": {"title": {"text": "run or trial, in the order they finished"}},
-            "yaxis": {"title": {"text": "final validation accuracy %"}},
+            "xaxis": {
+                "title": {"text": "run or trial, in the order they finished"},
+                **integer_axis(most),
+                **({} if most else {"range": [0.5, 10.5]}),  # empty: the axes a lesson's runs will fill
+            },
+            "yaxis": {"title": {"text": "final validation accuracy %"}, **({} if most else {"range": [0, 100]})},
         },
     }
 
@@ -550,6 +575,7 @@ def intermediate_figure(
     )
     if epochs:
         figure.update_xaxes(range=[0.5, epochs + 0.5])
+    figure.update_xaxes(**integer_axis(epochs or max((max(t.intermediate_values) for t in drawn), default=1)))
     return figure
 
 

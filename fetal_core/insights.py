@@ -15,6 +15,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from . import records
+from .manual import format_rate
 from .review import best_so_far, duration_seconds, edf, epochs_run
 
 
@@ -40,14 +41,27 @@ def top_trials(trials: list[FrozenTrial], fraction: float = 0.1, maximize: bool 
     return done[: max(1, math.ceil(len(done) * fraction))] if done else []
 
 
-def format_value(value: Any) -> str:
-    """A number as a student would write it (3 significant digits, scientific when tiny or huge); "none" for a
-    value that is not a finite number (``records.number``)."""
+RATES = ("learning_rate", "weight_decay")  # shown in short scientific form (``manual.format_rate``)
+SWITCHES = ("scheduler", "standardize")  # stored as 0/1 (or a bool), shown as on/off
+
+
+def format_value(value: Any, name: str = "") -> str:
+    """A value as a student would write it: on/off for a switch (``name`` in ``SWITCHES``, or a bool), a rate
+    (``name`` in ``RATES``) in short scientific form, other numbers to 3 significant digits (scientific when tiny
+    or huge); "none" for a value that is not a finite number (``records.number``)."""
+    if isinstance(value, bool) or (name in SWITCHES and value in (0, 1)):
+        return "on" if value else "off"
     if isinstance(value, float) and records.number(value) is None:
         return "none"
+    if name in RATES and isinstance(value, int | float):
+        return format_rate(float(value))
     if isinstance(value, float):
         return f"{value:.2g}" if abs(value) < 0.01 or abs(value) >= 1e4 else f"{value:.3g}"
     return str(value)
+
+
+STABLE_TRIALS = 30  # fewer finished trials than this: importances move from one trial to the next
+ESTIMATORS = {"ped-anova": "PED-ANOVA", "fanova": "fANOVA"}
 
 
 def findings(
@@ -56,15 +70,19 @@ def findings(
     study_attrs: dict | None = None,
     param_importances: dict[str, float] | None = None,
     null_accuracy: float | None = None,
+    slice_param: str = "learning_rate",
 ) -> dict[str, str]:
-    """One plain-language sentence per plot, computed from this study's trials."""
+    """One plain-language sentence per plot, computed from this study's trials; the slice finding is about
+    ``slice_param`` (the parameter the slice plot shows)."""
     out: dict[str, str] = {}
     states = Counter(t.state for t in trials)
     n_done = states[TrialState.COMPLETE]
+    by_hand = records.lesson_record(study_attrs) == "by hand"  # PRUNED there means a student's Stop, no pruner
+    cut = "stopped by the student" if by_hand else "pruned"
     progress = best_so_far(trials, maximize)
     if n_done == 0:
         out["history"] = (
-            f"No trial has completed yet ({states[TrialState.PRUNED]} pruned, {states[TrialState.FAIL]} failed), "
+            f"No trial has completed yet ({states[TrialState.PRUNED]} {cut}, {states[TrialState.FAIL]} failed), "
             "so there is no objective value to plot."
         )
     else:
@@ -79,7 +97,14 @@ def findings(
         out["history"] = text
     saved, trained = epochs_saved(trials, study_attrs)
     n_pruned = states[TrialState.PRUNED]
-    if n_pruned:
+    if by_hand:
+        out["intermediate"] = (
+            f"{n_pruned} run{' was' if n_pruned == 1 else 's were'} stopped by the student before the last epoch "
+            "(runs by hand have no pruner)."
+            if n_pruned
+            else "Every run trained to its last epoch (runs by hand have no pruner)."
+        )
+    elif n_pruned:
         share = 100 * saved / (saved + trained) if saved + trained else 0
         out["intermediate"] = (
             f"{n_pruned} trials were pruned, saving {saved:,} epochs of training ({share:.0f}% of what running "
@@ -88,23 +113,16 @@ def findings(
     else:
         out["intermediate"] = "No trial was pruned: every trial trained to the end (was a pruner used?)."
     if param_importances:
-        out["importance"] = importance_finding(param_importances)
+        out["importance"] = importance_finding(param_importances, n_done)
     top = top_trials(trials, 0.1, maximize)
-    lrs = [lr for lr in (records.number(t.params.get("learning_rate")) for t in top) if lr is not None]
-    if lrs:
-        out["slice"] = (
-            f"The top {len(top)} trial{'s' if len(top) > 1 else ''} (best 10%) used learning rates "
-            f"from {format_value(min(lrs))} to {format_value(max(lrs))}."
-        )
-    elif top:
-        out["slice"] = f"The best trial (#{top[0].number}) used: " + ", ".join(
-            f"{k}={format_value(v)}" for k, v in top[0].params.items()
-        )
+    if top:
+        out["slice"] = slice_finding(trials, slice_param, maximize)
     optimizers = Counter(t.params.get("optimizer") for t in top if "optimizer" in t.params)
     if optimizers:
         name, count = optimizers.most_common(1)[0]
         out["parallel"] = (
-            f"{count} of the top {len(top)} trials used {name}; follow their lines to see what else they share."
+            f"{count} of the top {len(top)} trials used the optimizer {name}; follow their lines to see what else "
+            "they share."
         )
     values = edf(trials)["value"]
     if len(values):
@@ -122,14 +140,70 @@ def findings(
     return out
 
 
-def importance_finding(param_importances: dict[str, float]) -> str:
-    """Which parameter matters most and which least (importances largest first, as ``review.importances``)."""
+def slice_finding(trials: list[FrozenTrial], param: str, maximize: bool = True) -> str:
+    """Where the best 10% of completed trials lie on ``param`` (the slice plot's parameter)."""
+    top = [t for t in top_trials(trials, 0.1, maximize) if param in t.params]
+    if not top:
+        return f"No completed trial has '{param}'."
+    values = [t.params[param] for t in top]
+    numbers = [records.number(v) for v in values]
+    lead = f"The top {len(top)} trial{'s' if len(top) > 1 else ''} (best 10%) used {param} "
+    if None not in numbers and not any(isinstance(v, bool) for v in values):
+        low, high = min(numbers), max(numbers)
+        return lead + (
+            f"= {format_value(low)}." if low == high else f"from {format_value(low)} to {format_value(high)}."
+        )
+    counts = Counter(str(v) for v in values)
+    return lead + ", ".join(f"{v} ({n})" if len(counts) > 1 else v for v, n in counts.most_common()) + "."
+
+
+def importance_finding(
+    param_importances: dict[str, float],
+    finished: int | None = None,
+    other: dict[str, float] | None = None,
+    method: str = "ped-anova",
+) -> str:
+    """Which parameter matters most and which least (importances largest first, as ``review.importances``);
+    on fewer than ``STABLE_TRIALS`` finished trials, a warning that they are unstable, and when ``other`` (the
+    other estimator's importances) names another parameter first, both estimators' answers."""
     name, share = next(iter(param_importances.items()))
     least = list(param_importances)[-1]
-    return (
+    text = (
         f"'{name}' matters most ({100 * share:.0f}% of the importance); '{least}' matters least "
         f"({100 * param_importances[least]:.0f}%)."
     )
+    if finished is not None and finished < STABLE_TRIALS:
+        text += (
+            f" Only {finished} finished trial{'s' if finished != 1 else ''}: importances on fewer than "
+            f"{STABLE_TRIALS} are unstable and may change with the next trials."
+        )
+    if other:
+        other_name = next(iter(other))
+        if other_name != name:
+            this, that = ESTIMATORS.get(method, method), next(e for m, e in ESTIMATORS.items() if m != method)
+            text += (
+                f" The two estimators disagree: {this} names '{name}' most important, {that} names "
+                f"'{other_name}' ({100 * other[other_name]:.0f}%)."
+            )
+    return text
+
+
+ACCURACY_COLUMNS = ("value", "last_reported", "metrics_balanced_accuracy")
+
+
+def readable_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """``review.trials_frame`` for reading (the CSV keeps the stored numbers): accuracies to 2 decimals, rates in
+    short scientific form, switches as on/off, durations to 0.1 s."""
+    shown = frame.copy()
+    for column in shown.columns:
+        name = column.removeprefix("params_")
+        if column in ACCURACY_COLUMNS:
+            shown[column] = pd.to_numeric(shown[column], errors="coerce").round(2)
+        elif column == "duration_s":
+            shown[column] = pd.to_numeric(shown[column], errors="coerce").round(1)
+        elif name in RATES or name in SWITCHES or shown[column].map(lambda v: isinstance(v, bool)).any():
+            shown[column] = [None if v is None or v is pd.NA else format_value(v, name) for v in shown[column]]
+    return shown
 
 
 def max_parallel(trials: list[FrozenTrial]) -> int:
@@ -155,13 +229,13 @@ def contour_finding(trials: list[FrozenTrial], x: str, y: str, maximize: bool = 
     xs = [t.params[x] for t in top]
     ys = [t.params[y] for t in top]
 
-    def span(values: list) -> str:
+    def span(name: str, values: list) -> str:
         numbers = [records.number(v) for v in values]
         if None not in numbers:
-            return f"{format_value(min(numbers))}..{format_value(max(numbers))}"
+            return f"{format_value(min(numbers), name)}..{format_value(max(numbers), name)}"
         return ", ".join(sorted({str(v) for v in values}))
 
-    return f"The best 10% of trials lie at {x} {span(xs)} and {y} {span(ys)}: look for the dark region there."
+    return f"The best 10% of trials lie at {x} {span(x, xs)} and {y} {span(y, ys)}: look for the dark region there."
 
 
 # Each plot: (title, how to read it). The finding for the study is computed by fetal_core.insights.findings.

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import threading
 import time
 import unicodedata
@@ -38,6 +39,7 @@ from optuna.trial import TrialState
 
 from . import limits, records
 from .limits import ConfigError
+from .manual import format_rate
 from .text import clip
 from .training import OPTIMIZERS, TrainConfig
 
@@ -535,10 +537,10 @@ def leaderboard_rows(hand: Sequence[optuna.trial.FrozenTrial]) -> list[dict]:
                     "hidden layers": "-".join(str(u) for u in _layers(best)),
                     "batch": p.get("batch_size"),
                     "optimiser": p.get("optimizer"),
-                    "lr": f"{p.get('learning_rate', 0):g}",
-                    "weight decay": f"{p.get('weight_decay', 0):g}",
-                    "scheduler": bool(p.get("scheduler")),
-                    "standardised": bool(config.get("standardize")),
+                    "lr": format_rate(float(p.get("learning_rate", 0))),
+                    "weight decay": format_rate(float(p.get("weight_decay", 0))),
+                    "scheduler": "on" if p.get("scheduler") else "off",
+                    "standardised": "on" if config.get("standardize") else "off",
                     "epochs": config.get("epochs"),
                     "run": best.number,
                 }
@@ -564,8 +566,9 @@ def _decade(value: float) -> int:
 BATCH_BANDS = ((1, 15), (16, 63), (64, 255), (256, 2048))
 
 
-def findings(hand: Trials, machine: Trials = ()) -> list[str]:
-    """Plain-language findings computed from the class's runs: what the top runs share and what no run tried."""
+def findings(hand: Trials, machine: Trials = (), presets: Presets | None = None) -> list[str]:
+    """Plain-language findings computed from the class's runs: what the top runs share and what no run tried
+    (only what the lesson's ``presets`` let a student try: a fixed control or a value out of range is no gap)."""
     finished = _finished(hand)
     if len(finished) < 3:
         return [f"Findings appear once the class has finished 3 runs ({len(finished)} so far)."]
@@ -582,7 +585,11 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
             "hidden layers (count)": str(t.params.get("num_layers")),
         }
 
-    for name in ("optimiser", "cosine scheduler", "standardised features", "hidden layers (count)"):
+    shared = {"optimiser": "optimizer", "cosine scheduler": "scheduler", "standardised features": "standardize"}
+    shared["hidden layers (count)"] = "hidden_layers"
+    for name, control in shared.items():
+        if presets is not None and presets.seen(control) != "choose":
+            continue  # the lesson fixed it: every run shares it
         values = [setting(t)[name] for t in top]
         common = max(set(values), key=values.count)
         share = values.count(common)
@@ -594,24 +601,50 @@ def findings(hand: Trials, machine: Trials = ()) -> list[str]:
             )
     rates = sorted(t.params["learning_rate"] for t in top)
     notes.append(
-        f"The top {len(top)} runs used learning rates from {rates[0]:g} to {rates[-1]:g} "
+        f"The top {len(top)} runs used learning rates from {format_rate(rates[0])} to {format_rate(rates[-1])} "
         f"(best run: {ranked[0].value:.2f}%)."
     )
 
     tried = list(hand)
+    presets = presets or Presets()
+
+    def free(control: str) -> bool:
+        return presets.seen(control) == "choose"
+
+    def reachable(name: str, low: float, high: float) -> bool:  # [low, high] meets the lesson's range of ``name``
+        allowed = presets.range(name)
+        return low <= allowed[1] and high >= allowed[0]
+
     never = []
-    optimizers = {t.params.get("optimizer") for t in tried}
-    never += [f"the {o} optimiser" for o in OPTIMIZERS if o not in optimizers]
-    schedulers = {bool(t.params.get("scheduler")) for t in tried}
-    never += [f"the cosine scheduler {'on' if s else 'off'}" for s in (True, False) if s not in schedulers]
-    if not any((records.trial_config(t) or {}).get("standardize") for t in tried):
+    if free("optimizer"):
+        optimizers = {t.params.get("optimizer") for t in tried}
+        never += [f"the {o} optimiser" for o in OPTIMIZERS if o not in optimizers]
+    if free("scheduler"):
+        schedulers = {bool(t.params.get("scheduler")) for t in tried}
+        never += [f"the cosine scheduler {'on' if s else 'off'}" for s in (True, False) if s not in schedulers]
+    if free("standardize") and not any((records.trial_config(t) or {}).get("standardize") for t in tried):
         never.append("standardised features")
-    decades = {_decade(t.params["learning_rate"]) for t in tried}
-    never += [f"a learning rate in [1e{d}, 1e{d + 1})" for d in range(-5, 0) if d not in decades]
-    batches = [int(t.params["batch_size"]) for t in tried]
-    never += [f"batch sizes {low}-{high}" for low, high in BATCH_BANDS if not any(low <= b <= high for b in batches)]
-    depths = {int(t.params.get("num_layers", 0)) for t in tried}
-    never += [f"{d} hidden layer{'s' if d > 1 else ''}" for d in range(1, 5) if d not in depths]
+    if free("learning_rate"):
+        decades = {_decade(t.params["learning_rate"]) for t in tried}
+        never += [
+            f"a learning rate in [1e{d}, 1e{d + 1})"
+            for d in range(-5, 0)
+            if d not in decades and reachable("learning_rate", 10.0**d, 10.0 ** (d + 1) * (1 - 1e-9))
+        ]
+    if free("batch_size"):
+        batches = [int(t.params["batch_size"]) for t in tried]
+        never += [
+            f"batch sizes {low}-{high}"
+            for low, high in BATCH_BANDS
+            if not any(low <= b <= high for b in batches) and reachable("batch_size", low, high)
+        ]
+    if free("hidden_layers"):
+        depths = {int(t.params.get("num_layers", 0)) for t in tried}
+        never += [
+            f"{d} hidden layer{'s' if d > 1 else ''}"
+            for d in range(1, 5)
+            if d not in depths and reachable("layers", d, d)
+        ]
     if never:
         notes.append("Never tried by the class: " + "; ".join(never) + ".")
     machine_best = max((t.value for t in _finished(machine)), default=None)
@@ -807,6 +840,57 @@ def token_valid(token: object) -> bool:
     """Whether a session's stored token grants the instructor's actions (constant-time; False without a key)."""
     expected = session_token()
     return expected is not None and isinstance(token, str) and hmac.compare_digest(token, expected)
+
+
+SIGN_IN_SECONDS = 8 * 3600  # a signed-in browser stays signed in for a school day
+SIGN_IN_COOKIE = "fetal_hpo_instructor"
+
+
+class SignIns:
+    """The server's instructor sign-ins that outlive a page reload: a random id, kept in the browser's cookie,
+    maps to an expiry and the key's ``session_token`` at sign-in. Held in this process's memory only, so a server
+    restart signs every browser out, and so does a changed key (the token no longer matches); the map holds a hash
+    of each id, never the id. The id grants nothing on another server or after ``seconds``. Thread-safe."""
+
+    def __init__(self, seconds: float = SIGN_IN_SECONDS, clock: Callable[[], float] = time.time, most: int = 1000):
+        self.seconds, self.clock, self.most = seconds, clock, most
+        self._held: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _hash(sign_in: str) -> str:
+        return hashlib.sha256(sign_in.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def issue(self, key: str | None = None) -> str | None:
+        """A new sign-in id for a browser that just entered the key (None without a key)."""
+        token = session_token(key)
+        if token is None:
+            return None
+        sign_in = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._lock:
+            self._held = {h: held for h, held in self._held.items() if held[0] > now}
+            while len(self._held) >= self.most:  # the oldest sign-in goes first
+                del self._held[min(self._held, key=lambda h: self._held[h][0])]
+            self._held[self._hash(sign_in)] = (now + self.seconds, token)
+        return sign_in
+
+    def check(self, sign_in: object, key: str | None = None) -> str | None:
+        """The session token a browser's sign-in id grants now, or None (unknown, expired, or the key changed)."""
+        if not isinstance(sign_in, str) or not 0 < len(sign_in) <= 100:
+            return None
+        with self._lock:
+            held = self._held.get(self._hash(sign_in))
+        if held is None or held[0] <= self.clock():
+            return None
+        expected = session_token(key)
+        return expected if expected is not None and hmac.compare_digest(held[1], expected) else None
+
+    def revoke(self, sign_in: object) -> None:
+        """Forget a sign-in (the page's Lock)."""
+        if isinstance(sign_in, str):
+            with self._lock:
+                self._held.pop(self._hash(sign_in), None)
 
 
 LOG = logging.getLogger("fetal_hpo.instructor")

@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
-from . import records, review
+from . import insights, records, review
 from .search import SearchSpace
 
 
@@ -110,8 +110,8 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes}:{secs:02d}" if minutes < 60 else f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
 
 
-def _format_param(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
+def _format_param(name: str, value) -> str:
+    return insights.format_value(value, name)
 
 
 def trial_table(trials: list[FrozenTrial]) -> pd.DataFrame:
@@ -125,7 +125,7 @@ def trial_table(trials: list[FrozenTrial]) -> pd.DataFrame:
                 "state": t.state.name,
                 "value (%)": None if t.value is None else round(t.value, 2),
                 "epochs": len(t.intermediate_values),
-                "params": ", ".join(f"{k}={_format_param(v)}" for k, v in t.params.items()),
+                "params": ", ".join(f"{k}={_format_param(k, v)}" for k, v in t.params.items()),
                 "duration (s)": None if t.datetime_start is None else round(_seconds(t, now), 1),
             }
         )

@@ -42,6 +42,9 @@ class RaceAnalysis:
     text: list[str]
 
 
+TPE_STARTUP = 10  # optuna.samplers.TPESampler's n_startup_trials: its first trials are random search's draws
+
+
 def _quartiles(values) -> tuple[float, float, float]:
     values = np.asarray(values, dtype=float)
     if values.size == 0 or np.all(np.isnan(values)):
@@ -138,9 +141,46 @@ def analyze_race(plan: RacePlan, storage: optuna.storages.BaseStorage, target: f
     by_trial_df = pd.DataFrame(by_trial, columns=["label", "trials", "median", "q1", "q3"])
     by_epoch_df = pd.DataFrame(by_epoch, columns=["label", "epochs", "median", "q1", "q3"])
     table = _table(labels, runs, by_epoch_df, by_trial_df, target)
-    return RaceAnalysis(
-        plan, target, by_trial_df, by_epoch_df, runs, pd.DataFrame(samples), table, summary_text(table, plan, target)
+    text = summary_text(table, plan, target)
+    if table and target is not None:
+        text += startup_text(by_trial_df, plan)
+    return RaceAnalysis(plan, target, by_trial_df, by_epoch_df, runs, pd.DataFrame(samples), table, text)
+
+
+def _gain_after_startup(by_trial: pd.DataFrame, label: str) -> float | None:
+    """How far a label's median best-so-far rose after the first ``TPE_STARTUP`` trials (None: no trial after)."""
+    curve = by_trial[by_trial.label == label].set_index("trials")["median"]
+    if TPE_STARTUP not in curve.index or curve.index.max() <= TPE_STARTUP:
+        return None
+    return float(curve.iloc[-1] - curve.loc[TPE_STARTUP])
+
+
+def startup_text(by_trial: pd.DataFrame, plan: RacePlan) -> list[str]:
+    """Why TPE and random search look alike early: TPE's random start-up, and what the trials after it show."""
+    if "tpe" not in plan.strategies:
+        return []
+    line = (
+        f"TPE's first {TPE_STARTUP} trials are its random start-up: with the same seed they draw exactly the "
+        f"settings random search draws, so the two are the same search up to trial {TPE_STARTUP}."
     )
+    if plan.trials <= TPE_STARTUP:
+        return [
+            line + f" With {plan.trials} trials a run, TPE never gets past its start-up: this race cannot tell TPE "
+            f"from random search (give each run {3 * TPE_STARTUP} trials or more)."
+        ]
+    after = plan.trials - TPE_STARTUP
+    line += f" Only the {after} trial{'s' if after > 1 else ''} after it (right of the dotted line) show TPE's model"
+    gains = []
+    for strategy in ("tpe", "random"):
+        for pruned in plan.pruning:
+            label = STRATEGY_NAMES[strategy] + (" + pruning" if pruned else "")
+            gain = _gain_after_startup(by_trial, label) if strategy in plan.strategies else None
+            if gain is not None:
+                gains.append(f"{label} {gain:+.2f}")
+    if gains:
+        line += f": there the median best moved by {', '.join(gains)} points"
+    line += "." if after >= 2 * TPE_STARTUP else f"; {after} trials are few to separate them."
+    return [line]
 
 
 def _table(labels, runs: pd.DataFrame, by_epoch: pd.DataFrame, by_trial: pd.DataFrame, target) -> list[dict]:
@@ -187,10 +227,19 @@ def summary_text(table: list[dict], plan: RacePlan, target: float | None) -> lis
         second = ranked[1]
         gap = second["epochs_to_target"] - first["epochs_to_target"]
         if gap == 0:
-            lines.append(
+            line = (
                 f"{first['label']} and {second['label']} tied: both median curves reached {target:.1f}% after "
-                f"{_epochs(first['epochs_to_target'])}."
+                f"{_epochs(first['epochs_to_target'])}"
             )
+            both = {first["label"].split(" + ")[0], second["label"].split(" + ")[0]}
+            if both == {STRATEGY_NAMES["tpe"], STRATEGY_NAMES["random"]} and first["trials_to_target"] <= TPE_STARTUP:
+                line += (
+                    f" ({first['trials_to_target']:.0f} trials), within TPE's random start-up of {TPE_STARTUP} "
+                    "trials, where TPE draws the same settings as random search with the same seed."
+                )
+            else:
+                line += ": the same epochs to the target on their median runs."
+            lines.append(line)
         else:
             lines.append(
                 f"{first['label']} reached {target:.1f}% first: after {_epochs(first['epochs_to_target'])} "

@@ -46,6 +46,7 @@ _SAMPLER, _PRUNER, _SEED, _EPOCHS = "sampler", "pruner", "seed", "epochs"
 _STANDARDIZE, _SEARCH_SPACE, _CREATED_BY, _CREATED = "standardize", "search_space", "created_by", "created"
 _TARGET_TRIALS = "target_trials"  # the total of finished trials the study's page workers aim at together
 _RUN_STARTED = "run_started"  # when the latest Part II run began (epoch seconds)
+_MADE_BY = "made_by"  # the nickname (or session tag) of the student who made a Part II study
 _RACE, _RACE_RUN = "race", "race_run"  # a race study: the race's plan, and which (strategy, pruning, seed) run
 # Trial user attrs.
 _CONFIG, _HISTORY, _METRICS = "config", "history", "metrics"
@@ -220,6 +221,18 @@ def run_started(attrs: Mapping[str, Any] | None) -> float | None:
 def set_run_started(study: optuna.Study, when: float | None = None) -> None:
     """Record that a Part II run of the study begins now (or at ``when``, epoch seconds)."""
     study.set_user_attr(_RUN_STARTED, time.time() if when is None else float(when))
+
+
+def made_by(attrs: Mapping[str, Any] | None) -> str | None:
+    """Who made the study in Part II (their nickname or session tag, as recorded), or None when unrecorded."""
+    who = _typed(attrs, _MADE_BY, str)
+    return (who.strip()[:CELL_CHARS] or None) if who is not None else None
+
+
+def set_made_by(study: optuna.Study, who: str) -> None:
+    """Record who made the study, once: a student joining it never changes its owner."""
+    if made_by(study.user_attrs) is None:
+        study.set_user_attr(_MADE_BY, str(who)[:CELL_CHARS])
 
 
 class RaceRunRecord(NamedTuple):

@@ -8,6 +8,7 @@ Streamlit Stop) is told FAIL before the exception propagates: no trial is left R
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,8 +20,9 @@ import optuna
 from optuna.trial import TrialState
 
 from . import limits, records
+from .config import DEFAULT_STUDY_NAME
 from .data import Dataset, Split, split_dataset
-from .lesson import check_not_reserved
+from .lesson import check_not_reserved, is_reserved_name
 from .pruning import MEDIAN_RULE, PRUNERS, make_pruner, pruning_check
 from .storage import open_storage, reap_stale_trials
 from .training import OPTIMIZERS, ConfigError, EpochMetrics, TrainConfig, train
@@ -202,6 +204,23 @@ def check_study_name(name: str) -> str:
     if len(name) > 200 or not name.isprintable():
         raise ConfigError("study name: use up to 200 printable characters.")
     return check_not_reserved(name)
+
+
+def own_study(owner: str) -> tuple[str, int]:
+    """A student's own default study: ``Fetal_Health_Study (<owner>)`` (the nickname, or a tag of the session) and
+    a seed derived from that name, stable across servers and within ``limits.SEED``, so two students' default
+    studies neither merge nor draw the same trials."""
+    owner = " ".join(str(owner).split())[:40] or "guest"
+    name = f"{DEFAULT_STUDY_NAME} ({owner})"
+    if is_reserved_name(name):  # a nickname such as "by hand"
+        name = f"{DEFAULT_STUDY_NAME} (student {owner})"
+    return name, name_seed(name)
+
+
+def name_seed(name: str) -> int:
+    """A seed derived from a study name: the same on every server and run, different for different names."""
+    digest = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    return int(limits.SEED.low) + digest % (int(limits.SEED.high) - int(limits.SEED.low) + 1)
 
 
 # ---------------------------------------------------------------- objective and runner

@@ -3,15 +3,23 @@ and the lesson in the configured storage. The logic lives in ``fetal_core.lesson
 
 from __future__ import annotations
 
+import io
+import ipaddress
 import math
+import socket
 from concurrent.futures import Future, ThreadPoolExecutor
+from urllib.parse import urlsplit
 
+import segno
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from fetal_core.lesson import (
+    SIGN_IN_COOKIE,
+    SIGN_IN_SECONDS,
     KeyGuard,
     Presets,
+    SignIns,
     check_nickname,
     current_lesson,
     lesson_nicknames,
@@ -130,7 +138,7 @@ def finish_recording() -> None:
         st.warning(plain(f"{label} is not on the leaderboard: {err}", 300))
 
 
-PRESETS_TTL_SECONDS = 2.0  # a change of presets reaches every student's next Part I run within 2 s
+PRESETS_TTL_SECONDS = 1.0  # with Part I's check every second, a change of presets reaches an open Part I within 2 s
 
 
 @st.cache_data(ttl=PRESETS_TTL_SECONDS, show_spinner=False)
@@ -164,9 +172,49 @@ def taken_nicknames() -> list[str]:
 # ---------------------------------------------------------------- the instructor
 
 
+SIGN_IN_PENDING = "instructor_sign_in_pending"  # what the page still has to write to the browser's cookie
+
+
+@st.cache_resource(show_spinner=False)
+def sign_ins() -> SignIns:
+    """The server's sign-ins that outlive a reload (one map per server process: a restart empties it)."""
+    return SignIns()
+
+
+def sign_in_cookie() -> str | None:
+    """The browser's sign-in id, as sent when this session connected (None outside a server)."""
+    try:
+        return st.context.cookies.get(SIGN_IN_COOKIE)
+    except Exception:
+        return None
+
+
 def is_instructor() -> bool:
-    """Whether this session entered the server's instructor key (re-checked at every action)."""
-    return token_valid(st.session_state.get(keys.INSTRUCTOR_TOKEN))
+    """Whether this session entered the server's instructor key, or its browser did within ``SIGN_IN_SECONDS``
+    on this server with this key (re-checked at every action)."""
+    if token_valid(st.session_state.get(keys.INSTRUCTOR_TOKEN)):
+        return True
+    token = sign_ins().check(sign_in_cookie())
+    if token is None:
+        return False
+    st.session_state[keys.INSTRUCTOR_TOKEN] = token
+    return True
+
+
+def write_sign_in_cookie() -> None:
+    """Hand a new sign-in id to the browser's cookie (or expire it after Lock). Set by script, the cookie is
+    neither in the address nor on screen; SameSite=Strict keeps other sites' pages from sending it."""
+    pending = st.session_state.pop(SIGN_IN_PENDING, None)
+    if pending is None:
+        return
+    value, age = (pending, SIGN_IN_SECONDS) if pending else ("", 0)
+    assert all(c.isalnum() or c in "-_" for c in value)  # token_urlsafe: nothing to escape in the script
+    st.html(
+        f"<script>document.cookie = '{SIGN_IN_COOKIE}={value}; Max-Age={int(age)}; Path=/; SameSite=Strict'"
+        " + (location.protocol === 'https:' ? '; Secure' : '');</script>",
+        unsafe_allow_javascript=True,
+        width="content",
+    )
 
 
 @st.cache_resource(show_spinner=False)
@@ -187,6 +235,7 @@ def unlock_with_typed_key() -> None:
     attempt = key_guard().attempt(_session_id(), typed)
     if attempt.granted:
         st.session_state[keys.INSTRUCTOR_TOKEN] = session_token()
+        st.session_state[SIGN_IN_PENDING] = sign_ins().issue() or ""
         return
     st.session_state.pop(keys.INSTRUCTOR_TOKEN, None)
     wait = math.ceil(attempt.wait)
@@ -198,7 +247,11 @@ def unlock_with_typed_key() -> None:
 
 
 def lock() -> None:
+    """Sign this session and its browser out (the cookie's sign-in is forgotten by the server, then expired)."""
     st.session_state.pop(keys.INSTRUCTOR_TOKEN, None)
+    sign_ins().revoke(sign_in_cookie())
+    sign_ins().revoke(st.session_state.get(SIGN_IN_PENDING))
+    st.session_state[SIGN_IN_PENDING] = ""
 
 
 def preselect_class_study(names: list[str]) -> str | None:
@@ -215,3 +268,80 @@ def preselect_class_study(names: list[str]) -> str | None:
         st.session_state[keys.P2_PENDING_CHOICE] = class_study
         st.session_state.pop(keys.P2_SAMPLER, None)  # Part II fills its form from the chosen study
     return class_study
+
+
+# ---------------------------------------------------------------- the address students type
+
+ALL_INTERFACES = ("", "0.0.0.0", "::")
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def lan_ipv4() -> str | None:
+    """This machine's IPv4 address on its network (the route a datagram socket would take; nothing is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.254.254.254", 1))
+            found = probe.getsockname()[0]
+    except OSError:
+        return None
+    return None if _loopback(found) or found == "0.0.0.0" else found
+
+
+def class_address(
+    bound: str | None, port: int, base_path: str = "", https: bool = False, lan: str | None = None,
+    browser_url: str | None = None,
+) -> tuple[str, str | None]:  # fmt: skip
+    """The address students type, and why they cannot reach it when they cannot (else None).
+
+    ``bound`` is the server's ``server.address`` (empty: every interface), ``lan`` the machine's network address,
+    ``browser_url`` the address the instructor's own browser uses (right behind a reverse proxy)."""
+    scheme = "https" if https else "http"
+    path = "/" + base_path.strip("/") + ("/" if base_path.strip("/") else "")
+    if browser_url:
+        seen = urlsplit(browser_url)
+        if seen.hostname and not _loopback(seen.hostname):  # what the instructor typed works from the room
+            return f"{seen.scheme}://{seen.netloc}{path}", None
+    host = (bound or "").strip()
+    if host in ALL_INTERFACES:
+        if lan is None:
+            unreachable = "This machine has no network address: students cannot reach it."
+            return f"{scheme}://localhost:{port}{path}", unreachable
+        host = lan
+    url = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}{path}"
+    if _loopback(host):
+        return url, (
+            f"This server listens on {host} only: students' laptops cannot reach it. Start it with "
+            "make run HOST=0.0.0.0 (every network interface) or the machine's network address."
+        )
+    return url, None
+
+
+def student_address() -> tuple[str, str | None]:
+    """``class_address`` for this server's options and the instructor's browser."""
+    try:
+        browser_url = st.context.url
+    except Exception:
+        browser_url = None
+    return class_address(
+        st.get_option("server.address"),
+        int(st.get_option("server.port")),
+        st.get_option("server.baseUrlPath") or "",
+        bool(st.get_option("server.sslCertFile")),
+        lan_ipv4(),
+        browser_url,
+    )
+
+
+def qr_png(text: str) -> bytes:
+    """A QR code of ``text`` as a PNG, dark on white, large enough to scan from the back of a room."""
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(buffer, kind="png", scale=10, border=2, dark="#000000", light="#ffffff")
+    return buffer.getvalue()

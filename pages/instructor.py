@@ -32,7 +32,7 @@ from fetal_core.search import StudyPlan, check_study_name, open_study
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS
 from pages import keys
-from pages.class_mode import is_instructor, lock, unlock_with_typed_key
+from pages.class_mode import is_instructor, lock, qr_png, student_address, unlock_with_typed_key, write_sign_in_cookie
 from pages.common import app_settings, configured_storage, enter_through_app
 
 enter_through_app()
@@ -47,6 +47,7 @@ if not key_set:  # the page exists only with the key; a direct link without it a
     st.info("This server has no instructor key (FETAL_HPO_INSTRUCTOR_KEY), so there is no instructor page.")
     st.stop()
 
+write_sign_in_cookie()
 if not is_instructor():
     st.write("Enter the instructor key the server was started with. Students do not need this page.")
     with st.form("instructor_unlock", border=True):
@@ -99,6 +100,72 @@ message = st.session_state.pop(keys.INSTRUCTOR_MESSAGE, None)
 if message:
     st.success(plain(message))
 
+# ---------------------------------------------------------------- the address students type
+with st.expander("How students reach this server", expanded=True), st.container(key="instructor_address"):
+    address, unreachable = student_address()
+    words, picture = st.columns([3, 1])
+    words.markdown("Students open this address in their browser (or scan the code):")
+    words.code(address, language=None)  # an address can come from the browser's Host header: never Markdown
+    if unreachable:
+        words.warning(unreachable)
+    picture.image(
+        qr_png(address), caption="Scan to open the lab", alt=f"QR code of {address}", width=180, output_format="PNG"
+    )
+
+RANGE_INPUTS = (
+    ("layers", "hidden layers", True),
+    ("units", "units per layer", True),
+    ("batch_size", "batch size", True),
+    ("learning_rate", "learning rate", False),
+    ("weight_decay", "weight decay", False),
+)
+FORM_FOR_KEY = "instructor_form_for"  # the stored lesson the form's widgets were last filled from
+
+
+def form_values(lesson: Lesson, presets: Presets) -> dict:
+    """Widget key -> value: the form as the stored lesson has it."""
+    values = {"instr_epochs_cap": int(presets.max_epochs or 0), "instr_new_lesson": "", "instr_class_epochs": 50}
+    values["instr_class_study_name"] = lesson.class_study or f"{lesson.name} class study"
+    for control in CONTROLS:
+        values[f"instr_seen_{control}"] = presets.seen(control)
+        value = presets.fixed_value(control)
+        if control == "hidden_layers":
+            value = format_layers(value)
+        elif control in ("scheduler", "standardize"):
+            value = bool(value)
+        elif control in ("learning_rate", "weight_decay"):
+            value = float(value)
+        elif control != "optimizer":
+            value = int(value)
+        values[f"instr_fixed_{control}"] = value
+    for name, _, whole in RANGE_INPUTS:
+        low, high = presets.range(name)
+        values[f"instr_low_{name}"], values[f"instr_high_{name}"] = (int(low), int(high)) if whole else (low, high)
+    return values
+
+
+# The form shows what is saved: whenever the stored lesson differs from what it was filled from (a new lesson,
+# presets saved in another tab), every field is filled again from the storage.
+built_for = {"lesson": lesson.name, "presets": presets.to_dict(), "class_study": lesson.class_study}
+if st.session_state.get(FORM_FOR_KEY) != built_for:
+    st.session_state.update(form_values(lesson, presets))
+    st.session_state[FORM_FOR_KEY] = built_for
+
+
+@st.fragment(run_every=2.0)
+def follow_lesson() -> None:
+    """Another tab's change (presets, class study, a new lesson) refills this page's form within 2 s."""
+    try:
+        now = current_lesson(storage)
+    except Exception:  # the storage is busy: the next check reads it
+        return
+    seen = {"lesson": now.name, "presets": lesson_presets(now).to_dict(), "class_study": now.class_study}
+    if seen != st.session_state.get(FORM_FOR_KEY):
+        st.rerun(scope="app")
+
+
+follow_lesson()
+
 # ---------------------------------------------------------------- presets
 with st.expander("Part I for this lesson: what students see, what is fixed, the ranges", expanded=True):
     with st.form("instructor_presets", border=False):
@@ -106,50 +173,28 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
         st.markdown("**Controls** (choose: students set it · fixed: shown, not changeable · hidden: not shown)")
         for control in CONTROLS:
             left, right = st.columns([1, 2])
-            visibility[control] = left.selectbox(
-                LABELS[control], VISIBILITY, index=VISIBILITY.index(presets.seen(control)), key=f"instr_seen_{control}"
-            )
-            value = presets.fixed_value(control)
-            label = f"fixed {LABELS[control]}"
+            visibility[control] = left.selectbox(LABELS[control], VISIBILITY, key=f"instr_seen_{control}")
+            label, key = f"fixed {LABELS[control]}", f"instr_fixed_{control}"  # filled by form_values
             if control == "hidden_layers":
-                fixed[control] = right.text_input(label, format_layers(value), key=f"instr_fixed_{control}")
+                fixed[control] = right.text_input(label, key=key)
             elif control == "optimizer":
-                fixed[control] = right.selectbox(
-                    label, OPTIMIZERS, index=OPTIMIZERS.index(value), key=f"instr_fixed_{control}"
-                )
+                fixed[control] = right.selectbox(label, OPTIMIZERS, key=key)
             elif control in ("scheduler", "standardize"):
-                fixed[control] = right.toggle(label, bool(value), key=f"instr_fixed_{control}")
+                fixed[control] = right.toggle(label, key=key)
             elif control in ("learning_rate", "weight_decay"):
-                fixed[control] = right.number_input(
-                    label, value=float(value), min_value=0.0, format="%g", key=f"instr_fixed_{control}"
-                )
+                fixed[control] = right.number_input(label, min_value=0.0, format="%g", key=key)
             else:
-                fixed[control] = right.number_input(
-                    label, value=int(value), min_value=0, step=1, key=f"instr_fixed_{control}"
-                )
+                fixed[control] = right.number_input(label, min_value=0, step=1, key=key)
         st.markdown("**Allowed ranges** (for the controls students choose)")
         ranges = {}
-        for name, label, whole in (
-            ("layers", "hidden layers", True),
-            ("units", "units per layer", True),
-            ("batch_size", "batch size", True),
-            ("learning_rate", "learning rate", False),
-            ("weight_decay", "weight decay", False),
-        ):
-            low, high = presets.range(name)
+        for name, label, whole in RANGE_INPUTS:
             left, right = st.columns(2)
-            kind = {"step": 1} if whole else {"format": "%g"}
+            kind = {"min_value": 0, "step": 1} if whole else {"min_value": 0.0, "format": "%g"}
             ranges[name] = (
-                left.number_input(
-                    f"{label}: lowest", value=int(low) if whole else float(low), key=f"instr_low_{name}", **kind
-                ),
-                right.number_input(
-                    f"{label}: highest", value=int(high) if whole else float(high), key=f"instr_high_{name}", **kind
-                ),
+                left.number_input(f"{label}: lowest", key=f"instr_low_{name}", **kind),
+                right.number_input(f"{label}: highest", key=f"instr_high_{name}", **kind),
             )
-        cap = st.number_input(
-            "Epochs cap (0: none)", value=int(presets.max_epochs or 0), min_value=0, step=1, key="instr_epochs_cap"
-        )
+        cap = st.number_input("Epochs cap (0: none)", min_value=0, step=1, key="instr_epochs_cap")
         if st.form_submit_button("Apply to every student", type="primary", key="instr_presets_save") and allowed():
             try:
                 kept = {c: v for c, v in fixed.items() if visibility[c] != "choose"}
@@ -170,12 +215,8 @@ with st.expander("Part I for this lesson: what students see, what is fixed, the 
 with st.expander("Class study (every student's Part II follows it)", expanded=True):
     names = live.study_names(storage, optuna_only=True)
     with st.form("instructor_class_study", border=False):
-        name = st.text_input(
-            "Study name (a new one, or one that exists)",
-            value=lesson.class_study or f"{lesson.name} class study",
-            key="instr_class_study_name",
-        )
-        epochs = st.number_input("Epochs per trial (for a new study)", 1, 10_000, 50, key="instr_class_epochs")
+        name = st.text_input("Study name (a new one, or one that exists)", key="instr_class_study_name")
+        epochs = st.number_input("Epochs per trial (for a new study)", 1, 10_000, key="instr_class_epochs")
         if st.form_submit_button("Make it the class study", key="instr_class_study_start") and allowed():
             try:
                 plan = StudyPlan(app_settings().storage_url, check_study_name(name), epochs=int(epochs))
@@ -215,3 +256,26 @@ with st.expander("Remove a run from the leaderboard"):
                 dataclasses.replace(lesson, removed=(*lesson.removed, int(number))),
                 f"Run #{number} removed from the leaderboard (it stays in the storage).",
             )
+
+# ---------------------------------------------------------------- the report
+with st.expander("Take the lesson home: the report", expanded=True):
+    st.caption(
+        "One HTML file of this lesson: the leaderboard (removed runs listed apart), the class's runs against Optuna's "
+        "trials, what the runs show, the class study's plots with how to read them, and the best settings as PyTorch "
+        "code. It opens in any browser, offline. Built when you click (a few seconds)."
+    )
+
+    from fetal_core import report
+
+    def lesson_report_file(name: str = lesson.name, storage=storage) -> bytes:  # run at the click, on its own thread
+        return report.lesson_report(storage, name).encode()
+
+    st.download_button(
+        "Download the report",
+        lesson_report_file,
+        file_name=report.file_name(f"lesson {lesson.name}"),
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/download:",
+        key="instr_report",
+    )

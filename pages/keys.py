@@ -24,6 +24,7 @@ PART1_RUNS_SEEN = "part1_runs_seen"  # run count when the detail selector last m
 PART1_DETAIL_RUN = "part1_detail_run"  # widget: which run's details are shown
 
 # Part II
+P2_GUEST = "p2_guest"  # a random tag naming a session without nickname (its own Part II study)
 P2_FOLLOWED = "part2_study"  # the study this session is watching
 P2_CHOICE = "p2_choice"  # widget: the study chosen in the selector
 P2_PENDING_CHOICE = "p2_pending_choice"  # a study just started, to select before the selector exists

@@ -11,6 +11,7 @@ from fetal_core.lesson import (
     findings,
     hand_vs_machine_figure,
     leaderboard_rows,
+    lesson_presets,
     lesson_trials,
 )
 from fetal_core.text import plain
@@ -40,7 +41,7 @@ def _board(url: str, fingerprint: tuple) -> dict:
         "class_study": lesson.class_study,
         "rows": leaderboard_rows(hand),
         "figure": hand_vs_machine_figure(hand, machine),
-        "findings": findings(hand, machine),
+        "findings": findings(hand, machine, lesson_presets(lesson)),
         "runs": len(hand),
         "trials": len(machine),
     }

@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from fetal_core.lesson import CONTROLS
+from fetal_core import limits
+from fetal_core.lesson import CONTROLS, Presets
 from fetal_core.manual import (
     LABELS,
     LEARNING_RATES,
@@ -20,7 +21,7 @@ from fetal_core.manual import (
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError, TrainConfig
 from pages import keys
-from pages.class_mode import finish_recording, lesson_presets_now, nickname_query
+from pages.class_mode import PRESETS_TTL_SECONDS, finish_recording, lesson_presets_now, nickname_query
 from pages.common import current_dataset, enter_through_app
 from pages.manual_support import (
     curve_figure,
@@ -45,6 +46,12 @@ SLIDER_WIDGETS = {"batch_size": "part1_batch_slider", "epochs": "part1_epochs_sl
 EXACT_WIDGETS = {"hidden_layers": "part1_layers", "batch_size": "part1_batch", "epochs": "part1_epochs",
                  "learning_rate": "part1_lr_exact", "weight_decay": "part1_wd_exact"}  # fmt: skip
 LAYER_COUNT_KEY = "part1_layer_count"  # slider mode: how many hidden layers (outside the form: it adds sliders)
+LAB_RANGES = {
+    "batch_size": limits.BATCH_SIZE,
+    "learning_rate": limits.LEARNING_RATE,
+    "weight_decay": limits.WEIGHT_DECAY,
+    "epochs": limits.EPOCHS,
+}  # the exact number boxes take the lab's range: Train checks the lesson's and says why
 
 
 def width_key(layer: int) -> str:
@@ -62,6 +69,46 @@ def widget_values(config: TrainConfig, exact: bool) -> dict:
         values[LAYER_COUNT_KEY] = len(config.hidden_layers)
         values.update({width_key(i): units for i, units in enumerate(config.hidden_layers)})
     return values
+
+
+def shown_config(fallback: TrainConfig) -> TrainConfig:
+    """The settings the widgets hold now (what a Train would send), ``fallback`` for what they do not hold."""
+    state, values = st.session_state, fallback.to_dict()
+    exact = bool(state.get(EXACT_KEY, False))
+    for name, key in {**SHARED_WIDGETS, **(EXACT_WIDGETS if exact else SLIDER_WIDGETS)}.items():
+        if key in state:
+            values[name] = state[key]
+    try:
+        if isinstance(values["hidden_layers"], str):
+            values["hidden_layers"] = parse_hidden_layers(values["hidden_layers"])
+        elif not exact and LAYER_COUNT_KEY in state:
+            values["hidden_layers"] = [state.get(width_key(i), 1) for i in range(int(state[LAYER_COUNT_KEY]))]
+        return TrainConfig.from_dict(values)
+    except (ConfigError, TypeError, ValueError):
+        return fallback
+
+
+def lesson_rules(presets: Presets) -> str:
+    """Everything the lesson fixes or caps, in one plain line ("" for a lesson without presets)."""
+    fixed = [
+        f"{LABELS[c]} {format_setting(c, presets.fixed_value(c))}"
+        + (" (not shown)" if presets.seen(c) == "hidden" else "")
+        for c in CONTROLS
+        if presets.seen(c) != "choose"
+    ]
+    capped = [f"epochs at most {presets.max_epochs}"] if presets.max_epochs is not None else []
+    for name, label in (("layers", "hidden layers"), ("units", "units per layer"), ("batch_size", "batch size"),
+                        ("learning_rate", "learning rate"), ("weight_decay", "weight decay")):  # fmt: skip
+        if name in presets.ranges:
+            low, high = presets.range(name)
+            shown = format_rate if name in ("learning_rate", "weight_decay") else (lambda v: f"{v:g}")
+            capped.append(f"{label} {shown(low)} to {shown(high)}")
+    parts = []
+    if fixed:
+        parts.append("Fixed for this lesson by your instructor: " + "; ".join(fixed) + ".")
+    if capped:
+        parts.append("Allowed in this lesson: " + "; ".join(capped) + ".")
+    return " ".join(parts)
 
 
 def forget_widgets() -> None:
@@ -134,7 +181,10 @@ except (ConfigError, TypeError, ValueError, AttributeError):  # kept from before
     stored, readable = TrainConfig(), False
 # The session's settings may come from an earlier lesson with wider ranges: they move into this one's.
 fitted_stored, notes = fit_to_lesson(stored, presets, defaults=TrainConfig())
+preset_notes = None  # set when the presets changed in this run: what they changed in the widgets
 if not readable or fitted_stored != stored or st.session_state.get(PRESETS_SEEN_KEY) != presets.to_dict():
+    if PRESETS_SEEN_KEY in st.session_state and st.session_state[PRESETS_SEEN_KEY] != presets.to_dict():
+        preset_notes = fit_to_lesson(shown_config(stored), presets)[1]
     st.session_state[PRESETS_SEEN_KEY] = presets.to_dict()
     stored = fitted_stored
     st.session_state[CONFIG_KEY] = stored.to_dict()
@@ -146,6 +196,17 @@ try:
 except ConfigError as err:  # ranges in which no network fits the lab's limits: no widget could show them
     st.error(f"This lesson's ranges allow no setting the lab can train ({plain(err)}). Ask your instructor.")
     st.stop()
+
+
+@st.fragment(run_every=PRESETS_TTL_SECONDS)
+def follow_presets() -> None:
+    """An open Part I applies the instructor's changed presets without a click: the whole page runs again
+    (its widgets are set up above for the presets it read)."""
+    if lesson_presets_now().to_dict() != st.session_state.get(PRESETS_SEEN_KEY):
+        st.rerun(scope="app")
+
+
+follow_presets()
 
 
 def choosable(control: str) -> bool:
@@ -183,13 +244,10 @@ exact = settings_column.toggle(
 )
 for key, value in widget_values(stored, exact).items():
     st.session_state.setdefault(key, value)
-fixed = [c for c in CONTROLS if presets.seen(c) == "fixed"]
-if fixed:
+rules = lesson_rules(presets)
+if rules:
     with settings_column.container(key="part1_fixed"):
-        st.caption(
-            "Fixed for this lesson by your instructor: "
-            + "; ".join(f"{LABELS[c]} {plain(format_setting(c, presets.fixed_value(c)))}" for c in fixed)
-        )
+        st.caption(plain(rules))
 values = {c: presets.fixed_value(c) for c in CONTROLS}  # fixed and hidden controls keep the lesson's values
 if not exact and choosable("hidden_layers"):
     with settings_column:
@@ -213,7 +271,11 @@ with settings_column, st.form("part1_form", border=True):
         batch_help = "Rows per weight update (the training part has 1,700 rows)."
         if exact:
             values["batch_size"] = st.number_input(
-                "Batch size", *bounds("batch_size"), key=EXACT_WIDGETS["batch_size"], help=batch_help
+                "Batch size",
+                int(LAB_RANGES["batch_size"].low),
+                int(LAB_RANGES["batch_size"].high),
+                key=EXACT_WIDGETS["batch_size"],
+                help=batch_help,
             )
         else:
             values["batch_size"] = lesson_slider(
@@ -233,8 +295,8 @@ with settings_column, st.form("part1_form", border=True):
         if exact:
             values[name] = st.number_input(
                 label,
-                low,
-                high,
+                float(LAB_RANGES[name].low),
+                float(LAB_RANGES[name].high),
                 step=None,
                 format="%g",
                 key=EXACT_WIDGETS[name],
@@ -260,8 +322,17 @@ with settings_column, st.form("part1_form", border=True):
             key=SHARED_WIDGETS["standardize"],
             help="Scale every feature to mean 0 and std 1 (using the training rows only). The notebook does not.",
         )
+    low_epochs, high_epochs = bounds("epochs")
+    epochs_help = f"This lesson allows {low_epochs} to {high_epochs} epochs."
     if choosable("epochs") and exact:
-        values["epochs"] = st.number_input("Epochs", *bounds("epochs"), step=1, key=EXACT_WIDGETS["epochs"])
+        values["epochs"] = st.number_input(
+            "Epochs",
+            int(LAB_RANGES["epochs"].low),
+            int(LAB_RANGES["epochs"].high),
+            step=1,
+            key=EXACT_WIDGETS["epochs"],
+            help=epochs_help,
+        )
     elif choosable("epochs"):
         values["epochs"] = lesson_slider(
             "Epochs", "epochs", SLIDER_WIDGETS["epochs"], help="Too coarse? Switch on 'Type exact values' above."
@@ -276,23 +347,28 @@ epochs = values["epochs"]
 config = None
 if submitted:
     try:
-        config = presets.enforce(
-            TrainConfig(
-                hidden_layers=parse_hidden_layers(layers_text),
-                batch_size=int(values["batch_size"]),
-                optimizer=values["optimizer"],
-                learning_rate=float(values["learning_rate"]),
-                weight_decay=float(values["weight_decay"]),
-                scheduler=bool(values["scheduler"]),
-                epochs=int(values["epochs"]),
-                seed=int(values["seed"]),
-                standardize=bool(values["standardize"]),
-            )
+        asked = TrainConfig(
+            hidden_layers=parse_hidden_layers(layers_text),
+            batch_size=int(values["batch_size"]),
+            optimizer=values["optimizer"],
+            learning_rate=float(values["learning_rate"]),
+            weight_decay=float(values["weight_decay"]),
+            scheduler=bool(values["scheduler"]),
+            epochs=int(values["epochs"]),
+            seed=int(values["seed"]),
+            standardize=bool(values["standardize"]),
         )
+        config = presets.enforce(asked)
     except ConfigError as err:
-        settings_column.error(plain(err))  # quotes what was typed
+        with settings_column.container(key="part1_refused"):
+            st.error(f"Not trained: {plain(err)}")  # quotes what was typed
     else:
         st.session_state[CONFIG_KEY] = config.to_dict()
+        changed = fit_to_lesson(asked, presets)[1] if preset_notes is None else preset_notes
+        if preset_notes is not None and not changed:
+            changed = ["the instructor changed this lesson's presets just before this run"]
+        if changed:
+            preset_line = "Trained with this lesson's presets: " + "; ".join(n.rstrip(".") for n in changed) + "."
 
 link = config_to_query(TrainConfig.from_dict(st.session_state.get(CONFIG_KEY, TrainConfig().to_dict())))
 link.update(nickname_query())  # the nickname stays in the address across a reload
@@ -300,6 +376,9 @@ if dict(st.query_params) != link:
     st.query_params.from_dict(link)  # the address bar now shares these settings
 
 with chart_column:
+    if config is not None and changed:
+        with st.container(key="part1_preset_note"):
+            st.info(plain(preset_line))
     stop_slot = st.empty()
     with st.container(key="part1_progress"):
         status = st.empty()

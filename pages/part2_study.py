@@ -8,18 +8,19 @@ up too. The sidebar (pages.common) renews the study's lease.
 
 from __future__ import annotations
 
+import secrets
+
 import streamlit as st
 from optuna.trial import TrialState
 
-from fetal_core import figures, limits, live, records, review
-from fetal_core.config import DEFAULT_STUDY_NAME
+from fetal_core import figures, insights, limits, live, records, review
 from fetal_core.pruning import PRUNERS
-from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, open_study
+from fetal_core.search import SAMPLERS, SearchSpace, StudyPlan, check_study_name, name_seed, open_study, own_study
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS, ConfigError
 from pages import keys
-from pages.class_mode import preselect_class_study
+from pages.class_mode import nickname, preselect_class_study
 from pages.common import (
     app_settings,
     compute_pool,
@@ -47,6 +48,14 @@ def own_worker():
 def own_worker_running() -> bool:
     worker = own_worker()
     return worker is not None and worker.alive()
+
+
+def owner() -> str:
+    """Who this session is in Part II: the nickname, else a random tag kept for the browser session."""
+    nick = nickname()
+    if nick:
+        return nick
+    return "guest " + st.session_state.setdefault(keys.P2_GUEST, secrets.token_hex(3))
 
 
 def within(allowed: limits.Range, value: int) -> int:
@@ -88,11 +97,12 @@ def prefill(choice: str, names: list[str]) -> None:
     state = st.session_state
     if choice == NEW_STUDY:
         values = form_values(None, 0)
-        name = DEFAULT_STUDY_NAME
-        suffix = 2
+        base, _ = own_study(owner())  # the student's own study: never someone else's by default
+        name, suffix = base, 2
         while name in names:
-            name, suffix = f"{DEFAULT_STUDY_NAME}_{suffix}", suffix + 1
+            name, suffix = f"{base} {suffix}", suffix + 1
         values["p2_name"] = name
+        values["p2_seed"] = name_seed(name)
     else:
         read = live.read_trials(configured_storage(), choice)
         trials, attrs = read if read is not None else ([], {})
@@ -101,6 +111,16 @@ def prefill(choice: str, names: list[str]) -> None:
         state[FOLLOWED] = choice
         state[keys.RESULTS_STUDY] = choice
     state.update(values)
+
+
+def whose_study(name: str, read: tuple | None) -> str:
+    """Whose study ``name`` is and how many trials it already holds (said before a student adds trials to it)."""
+    trials, attrs = read if read is not None else ([], {})
+    who = records.made_by(attrs)
+    whose = "was made by you" if who == owner() else (f"was made by '{plain(who)}'" if who else "(maker not recorded)")
+    return (
+        f"Study '{plain(name)}' {whose} and already has {len(trials)} trials ({live.finished_count(trials)} finished)"
+    )
 
 
 def on_choice_change(names: list[str]) -> None:
@@ -134,9 +154,14 @@ def start_study(names: list[str]) -> None:
             max_weight_decay=state["p2_max_wd"],
             scheduler=SCHEDULER[state["p2_scheduler"]],
         )
-        name = (state["p2_name"] or "").strip()
+        name = check_study_name(state["p2_name"] or "")  # a reserved name is refused as such, before any merge
         storage = configured_storage()
         read = live.read_trials(storage, name) if name else None
+        if read is not None and name != state.get(keys.P2_CHOICE):  # studies merge only when a student chooses to
+            st.error(
+                f"Not started. {whose_study(name, read)}: choose it under Study to join it, or give yours another name."
+            )
+            return
         total = int(state["p2_trials"])
         remaining = live.trials_to_run(total, read[0] if read else [])
         plan = StudyPlan(
@@ -161,6 +186,8 @@ def start_study(names: list[str]) -> None:
     except Exception as err:  # never Streamlit's crash page for a value we did not foresee
         st.error(f"Not started. {type(err).__name__}: {plain(err, 200)}")
         return
+    if read is None:
+        records.set_made_by(study, owner())
     records.set_target_trials(study, total)
     records.set_run_started(study)
     session_workers()[WORKER] = pool.run_studies(plan, data)
@@ -195,6 +222,10 @@ def setup_form(names: list[str]) -> None:
         args=(names,),
         help="Pick an existing study to watch it live and continue it, or start a new one.",
     )
+    if state[keys.P2_CHOICE] != NEW_STUDY:
+        with st.container(key="p2_whose"):
+            note = whose_study(state[keys.P2_CHOICE], live.read_trials(configured_storage(), state[keys.P2_CHOICE]))
+            st.caption(note + ": Start adds your trials to it.")
     with st.form("p2_setup", border=True):
         st.text_input("Study name", key="p2_name", help="An existing name continues that study (load_if_exists).")
         left, right = st.columns(2)
@@ -314,7 +345,8 @@ def after_study(name: str) -> None:
     config = records.trial_config(best)
     layers = records.hidden_layers(best)
     left, right = st.columns(2)
-    left.dataframe({"parameter": list(best.params), "value": [str(v) for v in best.params.values()]}, hide_index=True)
+    shown = [insights.format_value(v, k) for k, v in best.params.items()]  # 7.01e-3, on/off: as people write them
+    left.dataframe({"parameter": list(best.params), "value": shown}, hide_index=True)
     if layers:
         right.plotly_chart(figures.architecture_figure(layers), key="p2_architecture")
     cols = st.columns(2)

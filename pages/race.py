@@ -11,8 +11,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
+from fetal_core.figures import integer_axis
 from fetal_core.race import STRATEGY_NAMES, RacePlan, list_races, load_plan, race_progress, start_race
-from fetal_core.race_analysis import RaceAnalysis, analyze_race, table_rows
+from fetal_core.race_analysis import TPE_STARTUP, RaceAnalysis, analyze_race, table_rows
 from fetal_core.search import SAMPLERS
 from fetal_core.storage import StorageError
 from fetal_core.text import plain
@@ -169,7 +170,16 @@ def show_answer(analysis: RaceAnalysis) -> None:
     if analysis.by_trial.empty:
         return
     left, right = st.columns(2)
-    left.plotly_chart(band_figure(analysis.by_trial, "trials", "Best so far vs trials", "trials"), key="race_by_trial")
+    by_trial = band_figure(analysis.by_trial, "trials", "Best so far vs trials", "trials")
+    by_trial.update_xaxes(**integer_axis(analysis.plan.trials))
+    if "tpe" in analysis.plan.strategies and analysis.plan.trials > TPE_STARTUP:  # the trials after it apart
+        by_trial.add_vline(
+            x=TPE_STARTUP + 0.5,
+            line_dash="dot",
+            annotation_text="TPE's random start-up ends",
+            annotation_position="bottom right",
+        )
+    left.plotly_chart(by_trial, key="race_by_trial")
     right.plotly_chart(
         band_figure(analysis.by_epoch, "epochs", "Best so far vs epochs spent (pruning shows here)", "epochs spent"),
         key="race_by_epoch",

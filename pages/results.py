@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from fetal_core import figures, insights, records, review, uploads
+from fetal_core import figures, insights, records, report, review, uploads
 from fetal_core.insights import PLOTS
 from fetal_core.text import plain
 from pages import keys
@@ -200,7 +200,7 @@ def parameter_plots(view: StudyView, facts: dict[str, str]) -> None:
         for note in waiting.values():
             note.caption("⏳ Drawn once the importances are computed, after the other plots.")
     with sections["slice"]:
-        slice_section(view, facts.get("slice"))
+        slice_section(view)
     with sections["parallel"]:
         show_plot(view, "parallel", facts.get("parallel"))
     with sections["importance"]:
@@ -209,7 +209,11 @@ def parameter_plots(view: StudyView, facts: dict[str, str]) -> None:
         if problem:
             st.info(f"Importances are not available: {plain(problem)}")
         else:
-            finding = insights.importance_finding(importances) if importances else None
+            other = {}
+            if importances and complete < insights.STABLE_TRIALS:  # few trials: does the other estimator agree?
+                other_method = "ped-anova" if use_fanova else "fanova"
+                other, _ = _importances(view.key + (complete,), other_method, view)
+            finding = insights.importance_finding(importances, complete, other, method) if importances else None
             show_plot(view, "importance", finding, extra=(method,), importances=importances)
     with sections["contour"]:
         waiting["contour"].empty()
@@ -220,7 +224,7 @@ def parameter_plots(view: StudyView, facts: dict[str, str]) -> None:
 SLICE_FIRST = "learning_rate"  # the setting the lesson's slice finding is about
 
 
-def slice_section(view: StudyView, finding: str | None) -> None:
+def slice_section(view: StudyView) -> None:
     """The parameter chooser and the slice plot of that one parameter (one at a time, as optuna-dashboard
     does: all eight panels of a 1,000-trial study cost a browser seconds to draw)."""
     params = sorted({p for t in records.completed(view.trials) for p in t.params})
@@ -229,7 +233,7 @@ def slice_section(view: StudyView, finding: str | None) -> None:
         return
     first = params.index(SLICE_FIRST) if SLICE_FIRST in params else 0
     param = st.selectbox("Parameter", params, index=first, key="results_slice_param")
-    show_plot(view, "slice", finding, extra=(param,))
+    show_plot(view, "slice", insights.slice_finding(view.trials, param, view.maximize), extra=(param,))
 
 
 def contour_section(view: StudyView, params: list[str]) -> None:
@@ -268,7 +272,7 @@ def trials_section(view: StudyView, name: str) -> None:
         shown = shown[shown["value"].isna() | shown["value"].between(low, high)]
     st.caption(f"{len(shown)} of {len(frame)} trials (click a column header to sort).")
     st.dataframe(
-        shown,
+        insights.readable_trials(shown),
         hide_index=True,
         key="results_table",
         column_config={
@@ -300,7 +304,10 @@ def trials_section(view: StudyView, name: str) -> None:
         layers = review.architecture(trial)
         if layers:
             st.markdown("Architecture: " + " → ".join(["21 inputs", *map(str, layers), "3 classes"]))
-        params = {"parameter": list(trial.params), "value": [insights.format_value(v) for v in trial.params.values()]}
+        params = {
+            "parameter": list(trial.params),
+            "value": [insights.format_value(v, k) for k, v in trial.params.items()],
+        }
         st.dataframe(pd.DataFrame(params), hide_index=True)
     with right:
         curve = review.trial_curve(trial)
@@ -335,6 +342,28 @@ def compare_section(url: str, storage, rows: list[review.StudyRow], current: str
     st.caption("**How to read this.** The curve further right (and lower) had more trials with high accuracy.")
 
 
+def report_button(storage, name: str) -> None:
+    """The study's report (one HTML file that opens offline), built only when the button is clicked: it draws
+    every plot, seconds for a big study."""
+    data = current_dataset()
+    null_accuracy = data and data.null_accuracy
+
+    def build() -> bytes:  # Streamlit runs it on its own thread at the click; no Streamlit call inside
+        return report.study_report(storage, name, null_accuracy).encode()
+
+    st.download_button(
+        "Download the report",
+        build,
+        file_name=report.file_name(name),
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/download:",
+        key="results_report",
+        help="One HTML file with every plot, how to read it and its finding, and the best trial as PyTorch code; "
+        "it opens in any browser, offline.",
+    )
+
+
 def review_study(url: str, storage, name: str, rows: list[review.StudyRow], live: bool) -> None:
     """Everything about the chosen study; runs as a fragment polling every 2 s while trials run."""
     try:
@@ -352,6 +381,7 @@ def review_study(url: str, storage, name: str, rows: list[review.StudyRow], live
     plots, table, compare = st.tabs(["Plots", "Trials", "Compare studies"], key="results_tab", on_change="rerun")
     if plots.open:
         with plots:
+            report_button(storage, name)
             plots_section(view)
     if table.open:
         with table:

@@ -81,7 +81,8 @@ def test_settings_handed_over_above_the_lessons_cap_load_inside_it_with_a_line_e
     assert at.slider(key="part1_epochs_slider").value == 20 and warnings(at) == []
     at.toggle(key="part1_exact").set_value(True)
     ran(at)
-    assert at.number_input(key="part1_epochs").value == 20 and at.number_input(key="part1_epochs").max == 20
+    box = at.number_input(key="part1_epochs")  # takes the lab's range; Train checks the lesson's and says why
+    assert box.value == 20 and box.help == "This lesson allows 1 to 20 epochs."
 
 
 def test_a_link_above_the_cap_loads_inside_it_with_a_line(lesson_env):
@@ -150,3 +151,52 @@ def test_settings_that_fit_the_ranges_only_one_by_one_get_the_lessons_smallest_n
     fitted, [note] = fit_to_lesson(TRIAL, Tight(ranges={"units": (8, 64)}))
     assert fitted.hidden_layers == (8,)
     assert note.startswith("These settings do not fit this lesson's ranges together (hidden layers 40, 20 at ")
+
+
+def test_the_caption_lists_what_the_lesson_fixes_and_caps(lesson_env):
+    set_presets(lesson_env, dataclasses.replace(LESSON, visibility={"optimizer": "fixed", "seed": "hidden"}))
+    at = ran(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60))
+    at.switch_page(PART1)
+    ran(at)
+    [caption] = [shown(c.value) for c in at.caption if "this lesson" in c.value]
+    assert caption == (
+        "Fixed for this lesson by your instructor: optimiser SGD; seed 42 (not shown). "
+        "Allowed in this lesson: epochs at most 20; batch size 8 to 64; learning rate 1e-3 to 0.1."
+    )
+
+
+def test_a_value_outside_the_lessons_range_is_an_error_next_to_train(lesson_env):
+    """Typed in exact mode, 3000 epochs under a 20-epoch cap: the box takes it and Train says why it refuses."""
+    at = ran(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60))
+    at.switch_page(PART1)
+    ran(at)
+    at.toggle(key="part1_exact").set_value(True)
+    ran(at)
+    at.number_input(key="part1_epochs").set_value(3000)
+    at.button(key="part1_train").click()
+    ran(at)
+    assert [shown(e.value) for e in at.error] == ["Not trained: epochs: 3000 is outside this lesson's range 1 to 20."]
+    assert "manual_runs" not in at.session_state or not at.session_state["manual_runs"]
+
+
+def test_presets_changed_while_part1_is_open_move_its_widgets_and_the_run_says_so(lesson_env):
+    """The instructor changes the presets while a student's Part I is open: its next run (the page's check every
+    second) sets the widgets up for them, and a Train at that moment says in one line what the presets changed."""
+    set_presets(lesson_env, Presets())
+    at = ran(AppTest.from_file(str(ROOT / "app.py"), default_timeout=60))
+    at.switch_page(PART1)
+    ran(at)
+    at.slider(key="part1_epochs_slider").set_value(2)  # the student's choices, not trained yet
+    assert at.segmented_control(key="part1_optimizer").value == "Adam"
+    set_presets(lesson_env, Presets({"optimizer": "fixed"}, {"optimizer": "SGD"}, {}, 1))
+    at.button(key="part1_train").click()
+    ran(at)
+    assert "part1_optimizer" not in [w.key for w in at.segmented_control]
+    assert "Epochs: 1 (the only value this lesson allows)" in [c.value for c in at.caption]
+    [note] = [shown(i.value) for i in at.info if i.value.startswith("Trained with")]
+    assert note == (
+        "Trained with this lesson's presets: optimiser Adam → SGD: this lesson fixes the optimiser at SGD; "
+        "epochs 2 → 1: this lesson caps epochs at 1."
+    )
+    config = at.session_state["manual_runs"][-1]["config"]
+    assert (config["optimizer"], config["epochs"]) == ("SGD", 1)

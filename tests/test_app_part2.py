@@ -153,7 +153,7 @@ def test_live_helpers_progress_eta_and_cut_short_curves():
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     history = figures.history_figure(review.snapshot(finished), finished[1:2], manual_best=88.5)
     assert [shape.y0 for shape in history.layout.shapes] == [88.5]
-    assert "88.5%" in history.layout.annotations[0].text
+    assert "88.50%" in history.layout.annotations[0].text
     assert figures.history_figure(review.snapshot(finished)).layout.shapes == ()
     best_so_far = next(trace for trace in history.data if trace.name == "Best Value")
     assert max(best_so_far.y) == best_so_far.y[-1] == 90

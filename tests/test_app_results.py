@@ -130,7 +130,8 @@ def test_normal_study_shows_every_plot_explained_in_two_sub_tabs(monkeypatch, da
     assert len(at.get("plotly_chart")) == 4 and "Slice Plot" in " ".join(plot_titles(at))
     assert texts(at.caption).count("How to read this") == 4
     findings = texts(at.info)
-    assert "matters most" in findings and "learning rates from" in findings
+    assert "matters most" in findings and "used learning_rate from" in findings
+    assert "Only 17 finished trials" in findings and "unstable" in findings  # 17 of 24 completed: fewer than 30
     # Importance and contour are drawn last: their waiting notes are gone once they are there.
     assert "Drawn once the importances are computed" not in texts(at.caption)
     studies = studies_table(at)
@@ -162,9 +163,11 @@ def test_slice_plot_shows_the_chosen_parameter_only(monkeypatch, data_path, lab)
     chooser = at.selectbox(key="results_slice_param")
     assert chooser.value == "learning_rate" and "batch_size" in chooser.options
     assert slice_params(at) == {"learning_rate"}
+    assert "used learning_rate from" in texts(at.info)
     chooser.set_value("batch_size").run()
     assert not at.exception
     assert slice_params(at) == {"batch_size"}
+    assert "used batch_size from" in texts(at.info) and "learning_rate from" not in texts(at.info)  # its finding
     assert len(at.get("plotly_chart")) == 4
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 
 import optuna
@@ -22,6 +23,7 @@ from fetal_core.lesson import (
     lesson_trials,
     lessons,
     record_run,
+    save_lesson,
     session_token,
     student,
 )
@@ -512,3 +514,74 @@ def test_presets_whose_ranges_fit_no_network_are_refused():
     with pytest.raises(ConfigError, match="smallest network"):
         Presets(ranges={"units": (1024, 1024), "layers": (8, 8)})
     assert Presets(ranges={"units": (8, 64), "layers": (1, 3)}).range("units") == (8, 64)
+
+
+def test_the_instructor_form_shows_what_is_saved_after_a_new_lesson_or_another_tab(instructor_env, tmp_path):
+    at = unlock(instructor(), KEY)
+    assert at.text_input(key="instr_class_study_name").value == f"{DEFAULT_LESSON} class study"
+    at.selectbox(key="instr_seen_optimizer").set_value("fixed")
+    at.selectbox(key="instr_fixed_optimizer").set_value("SGD")
+    at.number_input(key="instr_epochs_cap").set_value(40)
+    at.button(key="instr_presets_save").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert at.selectbox(key="instr_seen_optimizer").value == "fixed"
+
+    at.text_input(key="instr_new_lesson").set_value("Lesson 2")
+    at.button(key="instr_new_lesson_start").click().run()
+    assert not at.exception, at.exception
+    # The new lesson has no presets: the form says so, and offers a class study named after it.
+    assert at.selectbox(key="instr_seen_optimizer").value == "choose"
+    assert at.selectbox(key="instr_fixed_optimizer").value == "Adam"
+    assert at.number_input(key="instr_epochs_cap").value == 0
+    assert at.text_input(key="instr_class_study_name").value == "Lesson 2 class study"
+    at.button(key="instr_class_study_start").click().run()
+    storage = open_storage(f"sqlite:///{tmp_path}/app.sqlite3")
+    assert current_lesson(storage).class_study == "Lesson 2 class study"
+
+    other_tab = Presets({"seed": "hidden"}, {"seed": 7}, {"batch_size": (8, 64)}, 25)
+    save_lesson(storage, dataclasses.replace(current_lesson(storage), presets=other_tab.to_dict()), make_current=True)
+    at.run()  # this tab's next run (its check every 2 s starts one)
+    assert at.selectbox(key="instr_seen_seed").value == "hidden" and at.number_input(key="instr_fixed_seed").value == 7
+    assert at.number_input(key="instr_epochs_cap").value == 25
+    assert (at.number_input(key="instr_low_batch_size").value, at.number_input(key="instr_high_batch_size").value) == (
+        8,
+        64,
+    )
+
+
+def test_the_address_students_type_follows_the_servers_options():
+    from pages.class_mode import class_address
+
+    assert class_address("0.0.0.0", 8501, lan="192.168.1.20") == ("http://192.168.1.20:8501/", None)
+    assert class_address("", 9000, "lab", True, "10.0.0.5") == ("https://10.0.0.5:9000/lab/", None)
+    assert class_address("10.1.2.3", 8501) == ("http://10.1.2.3:8501/", None)
+    url, unreachable = class_address("127.0.0.1", 8501, lan="192.168.1.20")
+    assert url == "http://127.0.0.1:8501/" and "HOST=0.0.0.0" in unreachable
+    assert class_address("0.0.0.0", 8501)[1] is not None  # no network address at all
+    behind_proxy = class_address("127.0.0.1", 8501, browser_url="https://lab.example.edu/part1_manual")
+    assert behind_proxy == ("https://lab.example.edu/", None)  # what the instructor's browser reached works
+
+
+def test_the_instructor_page_shows_the_address_students_type_and_its_qr_code(instructor_env, monkeypatch):
+    from streamlit import config
+
+    from pages import class_mode
+
+    monkeypatch.setattr(class_mode, "lan_ipv4", lambda: "192.168.1.20")
+    encoded, make_png = [], class_mode.qr_png
+    monkeypatch.setattr(class_mode, "qr_png", lambda text: encoded.append(text) or make_png(text))
+    served = {"server.address": "0.0.0.0", "server.port": 8765}
+    before = {option: config.get_option(option) for option in served}
+    try:
+        for option, value in served.items():
+            config.set_option(option, value)
+        at = unlock(instructor(), KEY)
+    finally:
+        for option, value in before.items():
+            config.set_option(option, value)
+    assert [c.value for c in at.get("code")] == ["http://192.168.1.20:8765/"]
+    [image] = at.get("image")
+    [picture] = image.proto.imgs
+    assert picture.caption == "Scan to open the lab" and picture.url.endswith(".png")
+    assert encoded[-1] == "http://192.168.1.20:8765/" and make_png(encoded[-1]).startswith(b"\x89PNG")
+    assert not at.warning or all("listens on" not in w.value for w in at.warning)

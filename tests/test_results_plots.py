@@ -62,6 +62,9 @@ def test_parallel_figure_draws_optunas_lines_in_colour_bands(maximize):
     study = review.snapshot(trials, maximize)
     theirs = optuna.visualization.plot_parallel_coordinate(study, target_name="Accuracy (%)")
     ours = parallel_figure(study)
+    low, high = ours.layout.xaxis.range
+    assert high == theirs.layout.xaxis.range[1] and -low / (high - low) >= 0.08  # room for the objective's labels
+    theirs.update_xaxes(range=[low, high])
     assert ours.layout.to_plotly_json() == theirs.layout.to_plotly_json()
     assert ours.data[-1].to_plotly_json() == theirs.data[-1].to_plotly_json()  # the colour bar
     assert len(ours.data) - 1 <= PARALLEL_BANDS
