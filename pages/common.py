@@ -367,3 +367,36 @@ def worker_leases() -> None:
         st.caption(plain(worker_status_line(worker)))  # study and race names are user text
         for notice in worker.notices[-3:]:
             st.caption(plain(f"⚠️ {notice}"))
+
+
+# ---------------------------------------------------------------- reports
+
+
+def report_download(build, file_name: str, key: str, help: str | None = None) -> None:
+    """A report built when asked ("Build the report"), then offered as a download of the built bytes (widget key
+    ``key``; kept for this session until another file is asked for).
+
+    Not Streamlit's deferred download (a callable as ``data``): the file it builds at the click is referenced by no
+    session, and the end of any session's next two script runs deletes it (a class's fragments run several times a
+    second), so the browser's download was cancelled.
+    """
+    held = st.session_state.get(f"{key}_built")
+    fresh = held is None or held[0] != file_name
+    build_column, download_column = st.columns(2)
+    label = "Build the report" if fresh else "Build it again (with what is stored now)"
+    if build_column.button(label, key=f"{key}_build", icon=":material/description:", help=help):
+        with st.spinner("Building the report…"):
+            held = (file_name, build().encode(), time.strftime("%H:%M:%S"))
+        st.session_state[f"{key}_built"] = held
+    elif fresh:
+        return
+    download_column.download_button(
+        "Download the report",
+        held[1],
+        file_name=file_name,
+        mime="text/html",
+        on_click="ignore",
+        icon=":material/download:",
+        key=key,
+        help=f"Built at {held[2]}.",
+    )

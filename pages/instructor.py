@@ -33,7 +33,7 @@ from fetal_core.text import plain
 from fetal_core.training import OPTIMIZERS
 from pages import keys
 from pages.class_mode import is_instructor, lock, qr_png, student_address, unlock_with_typed_key, write_sign_in_cookie
-from pages.common import app_settings, configured_storage, enter_through_app
+from pages.common import app_settings, configured_storage, enter_through_app, report_download
 
 enter_through_app()
 
@@ -262,20 +262,13 @@ with st.expander("Take the lesson home: the report", expanded=True):
     st.caption(
         "One HTML file of this lesson: the leaderboard (removed runs listed apart), the class's runs against Optuna's "
         "trials, what the runs show, the class study's plots with how to read them, and the best settings as PyTorch "
-        "code. It opens in any browser, offline. Built when you click (a few seconds)."
+        "code. It opens in any browser, offline. Built when you ask (a few seconds)."
     )
 
     from fetal_core import report
 
-    def lesson_report_file(name: str = lesson.name, storage=storage) -> bytes:  # run at the click, on its own thread
-        return report.lesson_report(storage, name).encode()
-
-    st.download_button(
-        "Download the report",
-        lesson_report_file,
-        file_name=report.file_name(f"lesson {lesson.name}"),
-        mime="text/html",
-        on_click="ignore",
-        icon=":material/download:",
-        key="instr_report",
+    report_download(
+        lambda: report.lesson_report(storage, lesson.name),
+        report.file_name(f"lesson {lesson.name}"),
+        "instr_report",
     )

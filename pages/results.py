@@ -18,7 +18,14 @@ from fetal_core import figures, insights, records, report, review, uploads
 from fetal_core.insights import PLOTS
 from fetal_core.text import plain
 from pages import keys
-from pages.common import app_settings, configured_storage, current_dataset, enter_through_app, session_upload_folder
+from pages.common import (
+    app_settings,
+    configured_storage,
+    current_dataset,
+    enter_through_app,
+    report_download,
+    session_upload_folder,
+)
 
 enter_through_app()
 
@@ -348,17 +355,10 @@ def report_button(storage, name: str) -> None:
     data = current_dataset()
     null_accuracy = data and data.null_accuracy
 
-    def build() -> bytes:  # Streamlit runs it on its own thread at the click; no Streamlit call inside
-        return report.study_report(storage, name, null_accuracy).encode()
-
-    st.download_button(
-        "Download the report",
-        build,
-        file_name=report.file_name(name),
-        mime="text/html",
-        on_click="ignore",
-        icon=":material/download:",
-        key="results_report",
+    report_download(
+        lambda: report.study_report(storage, name, null_accuracy),
+        report.file_name(name),
+        "results_report",
         help="One HTML file with every plot, how to read it and its finding, and the best trial as PyTorch code; "
         "it opens in any browser, offline.",
     )

@@ -62,6 +62,7 @@ def test_results_downloads_the_report_of_the_chosen_study(tmp_path, request, chr
     page = new_page(chromium, viewport={"width": 1400, "height": 1000})
     try:
         page.goto(f"{server.url}/results")
+        page.locator(".st-key-results_report_build").get_by_role("button").click()  # built when asked
         button = page.locator(".st-key-results_report").get_by_role("button", name="Download the report")
         button.wait_for()
         with page.expect_download() as info:

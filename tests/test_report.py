@@ -152,8 +152,12 @@ def download_keys(at) -> list[str]:
 @pytest.mark.usefixtures("instructor_env")
 def test_the_instructor_page_and_results_offer_the_report(tmp_path):
     at = unlock(instructor(), KEY)
-    assert "instr_report" in download_keys(at)  # built only when clicked (Streamlit's deferred download)
+    assert "instr_report" not in download_keys(at)  # built only when asked
+    at.button(key="instr_report_build").click().run()
+    assert not at.exception and "instr_report" in download_keys(at)
     make_lesson(f"sqlite:///{tmp_path}/app.sqlite3")  # the app's storage (app_env)
     at = app(page="pages/results.py")
     at.selectbox(key="results_pick").set_value("class study").run()
+    assert not at.exception and "results_report" not in download_keys(at)
+    at.button(key="results_report_build").click().run()
     assert not at.exception and "results_report" in download_keys(at)
