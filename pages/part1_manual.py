@@ -237,7 +237,7 @@ def rate_grid(grid: tuple[float, ...], name: str, current: float) -> list[float]
 
 settings_column, chart_column = st.columns([1, 2], gap="large")
 exact = settings_column.toggle(
-    "Type exact values",
+    "Exact values",
     key=EXACT_KEY,
     on_change=forget_widgets,
     help="Number boxes instead of sliders, for values a slider cannot hit. Switching keeps the last trained settings.",
@@ -265,7 +265,7 @@ with settings_column, st.form("part1_form", border=True):
             help="One width per hidden layer, separated by commas: '15, 10' is two layers of 15 and 10 units.",
         )
     elif choosable("hidden_layers"):
-        widths = [lesson_slider(f"Units in hidden layer {i + 1}", "units", width_key(i)) for i in range(layer_count)]
+        widths = [lesson_slider(f"Layer {i + 1} units", "units", width_key(i)) for i in range(layer_count)]
         layers_text = format_layers(widths)
     if choosable("batch_size"):
         batch_help = "Rows per weight update (the training part has 1,700 rows)."
@@ -335,7 +335,7 @@ with settings_column, st.form("part1_form", border=True):
         )
     elif choosable("epochs"):
         values["epochs"] = lesson_slider(
-            "Epochs", "epochs", SLIDER_WIDGETS["epochs"], help="Too coarse? Switch on 'Type exact values' above."
+            "Epochs", "epochs", SLIDER_WIDGETS["epochs"], help="Too coarse? Switch on 'Exact values' above."
         )
     if choosable("seed"):
         values["seed"] = st.number_input(
