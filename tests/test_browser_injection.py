@@ -252,7 +252,7 @@ def test_hostile_names_render_as_text(hostile_server, chromium, listener, artifa
         page.get_by_role("tab", name="Parameters").click()
         page.get_by_text("Hyperparameter importances").first.wait_for()
         page.locator(".st-key-plot_contour .js-plotly-plot").wait_for()
-        check(page, "results parameters", [f"used {p['choice']}", p["param"]])
+        check(page, "results parameters", [f"used the optimizer {p['choice']}", p["param"]])
         page.get_by_role("tab", name="Compare studies").click()
         page.locator(".st-key-plot_compare_best .js-plotly-plot").wait_for()
         check(page, "results compare", [f"'{p['study']}' reached"])
