@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SERVER_START_SECONDS, new_page, wait_until
+from tests.helpers.offline_report import report_offline
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
@@ -33,8 +34,6 @@ POOL_START_SECONDS = 600  # the server's first page starts the compute pool: min
 PRESETS_MOVE_SECONDS = 20  # the target is 2 s (printed); the assertion allows a machine running slow
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 SCREENSHOT_BYTES = 300_000
-PAINTED = """() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg') && (p.calcdata || []).length > 0); }"""
 
 
 def free_port(host: str) -> int:
@@ -290,30 +289,6 @@ def test_a_whole_lesson_on_a_make_run_server(make_run, chromium, tmp_path):
 
 
 def open_offline(chromium, path: Path) -> tuple[int, int]:
-    """Open the report at file://``path`` with every other request refused; wait until every plot is painted, save
-    docs/screenshots/report.png; fail if any request other than the file itself was made. Returns (plots, bytes)."""
-    context = chromium.new_context(viewport=VIEWPORT)
-    outside: list[str] = []
-
-    def refuse(route) -> None:
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    try:
-        context.route("**/*", refuse)
-        page = new_page(context)
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(path.as_uri())
-        page.wait_for_function(PAINTED)
-        plots = page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length")
-        assert plots == page.locator(".plotly-graph-div").count() and plots > 0
-        assert page.locator(".js-plotly-plot .main-svg").count() >= plots
-        size = small_png(page, SCREENSHOTS / "report.png")
-        assert outside == [] and requests == [path.as_uri()], (outside, requests)
-        return plots, size
-    finally:
-        context.close()
+    """Open the report offline (``report_offline``) and save docs/screenshots/report.png; (plots, PNG bytes)."""
+    with report_offline(chromium, path, VIEWPORT) as page:
+        return page.locator(".plotly-graph-div").count(), small_png(page, SCREENSHOTS / "report.png")

@@ -10,44 +10,19 @@ import pytest
 from benchmarks.results_render import build_study, synthetic_trials
 from fetal_core.report import lesson_report
 from tests.conftest import new_page
+from tests.helpers.offline_report import report_offline
 from tests.test_browser_accessibility import serious_violations
 from tests.test_report import make_lesson
 
 pytestmark = [pytest.mark.browser]
 
-PAINTED = """() => { const plots = [...document.querySelectorAll('.js-plotly-plot')];
-    return plots.length > 0 && plots.every(p => p.querySelector('.main-svg') && (p.calcdata || []).length > 0); }"""
-
 
 def opens_offline(chromium, path: Path, artifacts: Path, shot: str) -> int:
-    """Open the report at file://``path`` with every other request refused; wait until every plot is painted and
-    return how many; fail if a request other than the file itself was made."""
-    context = chromium.new_context(viewport={"width": 1200, "height": 900})
-    outside: list[str] = []
-
-    def refuse(route) -> None:
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    try:
-        context.route("**/*", refuse)
-        page = new_page(context)
-        requests: list[str] = []
-        page.on("request", lambda request: requests.append(request.url))
-        page.goto(path.as_uri())
-        divs = page.locator(".plotly-graph-div").count()
-        page.wait_for_function(PAINTED)
-        assert page.locator(".js-plotly-plot .main-svg").first.is_visible()
-        assert page.evaluate("() => document.querySelectorAll('.js-plotly-plot').length") == divs
+    """Open the report offline (``report_offline``), save a screenshot, check WCAG 2.1 AA; the number of plots."""
+    with report_offline(chromium, path, {"width": 1200, "height": 900}) as page:
         page.screenshot(path=str(artifacts / shot), full_page=True)
         assert serious_violations(page) == []  # the report meets WCAG 2.1 AA as the app does
-        assert outside == [] and requests == [path.as_uri()], (outside, requests)
-        return divs
-    finally:
-        context.close()
+        return page.locator(".plotly-graph-div").count()
 
 
 def test_a_lesson_report_opens_offline_with_every_plot_painted(sqlite_url, tmp_path, chromium, artifacts):
